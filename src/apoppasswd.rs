@@ -1,0 +1,5 @@
+//! apoppasswd: placeholder
+use std::process::ExitCode;
+pub fn main() -> ExitCode {
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,314 @@
+//! config: the one optional configuration file shared by all three tools.
+//!
+//! `key = value` lines, `#` comments, blank lines ignored. Unknown keys, repeated keys and bad
+//! values are errors that name the file and line. The default file (`/etc/apoptools.conf`) may
+//! be missing (built-in defaults apply); a file named with `--config` must exist.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_PATH: &str = "/etc/apoptools.conf";
+
+/// When ipop3d accepts USER/PASS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plaintext {
+    /// Only when the environment has a non-empty `INTRANET` (imapext's RESTRICT_POP).
+    Intranet,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from, if any (for messages).
+    pub source: Option<PathBuf>,
+    pub passwd_file: Option<PathBuf>,
+    pub disabled_file: PathBuf,
+    pub maildir: PathBuf,
+    pub plaintext: Plaintext,
+    pub min_length: usize,
+    pub ext_delimiter: char,
+    pub dotqmail: String,
+    pub hostname: Option<String>,
+    pub timeout: Duration,
+    /// How long a writer waits for the store lock before reporting "busy".
+    pub lock_wait: Duration,
+    /// The pause before every failed-login reply in ipop3d.
+    pub auth_delay: Duration,
+    /// Failed logins after which ipop3d closes the connection.
+    pub max_auth_failures: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: None,
+            passwd_file: None,
+            disabled_file: PathBuf::from("/etc/apoptools/disabled"),
+            maildir: PathBuf::from("Maildir"),
+            plaintext: Plaintext::Intranet,
+            min_length: 8,
+            ext_delimiter: '-',
+            dotqmail: ".qmail".to_string(),
+            hostname: None,
+            timeout: Duration::from_secs(600),
+            lock_wait: Duration::from_secs(10),
+            auth_delay: Duration::from_millis(2000),
+            max_auth_failures: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (an explicit `--config`, which must exist) or the default file (which may
+    /// be missing).
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (path, explicit) = match path {
+            Some(p) => (p, true),
+            None => (Path::new(DEFAULT_PATH), false),
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => Config::parse(&bytes, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
+            Err(e) => Err(Error::Config(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Parses the text of a configuration file; `origin` names it in errors.
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Config> {
+        let mut cfg = Config {
+            source: Some(origin.to_path_buf()),
+            ..Config::default()
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let lineno = index + 1;
+            let fail = |why: String| Error::Config(format!("{}:{lineno}: {why}", origin.display()));
+            let line = std::str::from_utf8(raw).map_err(|_| fail("not valid UTF-8".into()))?;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| fail(format!("expected `key = value`, found {line:?}")))?;
+            let (key, value) = (key.trim(), value.trim());
+            let key_static = KEYS
+                .iter()
+                .find(|k| **k == key)
+                .ok_or_else(|| fail(format!("unknown key {key:?}")))?;
+            if seen.contains(key_static) {
+                return Err(fail(format!("{key} is set twice")));
+            }
+            seen.push(key_static);
+            cfg.set(key, value).map_err(fail)?;
+        }
+        Ok(cfg)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+        let nonempty = || {
+            if value.is_empty() {
+                Err(format!("{key} needs a value"))
+            } else {
+                Ok(value)
+            }
+        };
+        match key {
+            "passwd_file" => self.passwd_file = Some(absolute(key, nonempty()?)?),
+            "disabled_file" => self.disabled_file = absolute(key, nonempty()?)?,
+            "maildir" => {
+                let v = nonempty()?;
+                if v.split('/').any(|c| c == "..") {
+                    return Err(format!("{key} must not contain `..`"));
+                }
+                self.maildir = PathBuf::from(v);
+            }
+            "plaintext" => {
+                self.plaintext = match value {
+                    "intranet" => Plaintext::Intranet,
+                    "always" => Plaintext::Always,
+                    "never" => Plaintext::Never,
+                    _ => {
+                        return Err(format!(
+                            "plaintext must be intranet, always or never, not {value:?}"
+                        ))
+                    }
+                }
+            }
+            "min_length" => self.min_length = number(key, value, 1, 1024)? as usize,
+            "ext_delimiter" => {
+                let mut chars = value.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if c.is_ascii_punctuation() && c != '/' && c != '.' => {
+                        self.ext_delimiter = c
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{key} must be one punctuation character such as - or +"
+                        ))
+                    }
+                }
+            }
+            "dotqmail" => {
+                let v = nonempty()?;
+                if v.contains('/') || !v.starts_with('.') {
+                    return Err(format!(
+                        "{key} must be a file name prefix starting with `.`"
+                    ));
+                }
+                self.dotqmail = v.to_string();
+            }
+            "hostname" => {
+                let v = nonempty()?;
+                if !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+                {
+                    return Err(format!("{key} must be a host name, not {v:?}"));
+                }
+                self.hostname = Some(v.to_string());
+            }
+            "timeout" => self.timeout = Duration::from_secs(number(key, value, 1, 86_400)?),
+            "lock_wait" => self.lock_wait = Duration::from_millis(number(key, value, 0, 600_000)?),
+            "auth_delay" => self.auth_delay = Duration::from_millis(number(key, value, 0, 60_000)?),
+            "max_auth_failures" => self.max_auth_failures = number(key, value, 1, 100)? as u32,
+            _ => unreachable!("key list and setter agree"),
+        }
+        Ok(())
+    }
+}
+
+/// Every key the file may set, in the order apoptools.conf(5) documents them.
+pub const KEYS: &[&str] = &[
+    "passwd_file",
+    "disabled_file",
+    "maildir",
+    "plaintext",
+    "min_length",
+    "ext_delimiter",
+    "dotqmail",
+    "hostname",
+    "timeout",
+    "lock_wait",
+    "auth_delay",
+    "max_auth_failures",
+];
+
+fn absolute(key: &str, value: &str) -> std::result::Result<PathBuf, String> {
+    if value.starts_with('/') {
+        Ok(PathBuf::from(value))
+    } else {
+        Err(format!("{key} must be an absolute path, not {value:?}"))
+    }
+}
+
+fn number(key: &str, value: &str, min: u64, max: u64) -> std::result::Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{key} must be a whole number from {min} to {max}, not {value:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text.as_bytes(), Path::new("/x/apoptools.conf"))
+    }
+
+    #[test]
+    fn defaults_when_empty() {
+        let c = parse("# nothing\n\n").unwrap();
+        assert_eq!(c.plaintext, Plaintext::Intranet);
+        assert_eq!(c.maildir, PathBuf::from("Maildir"));
+        assert_eq!(c.timeout, Duration::from_secs(600));
+        assert_eq!(c.ext_delimiter, '-');
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let c = parse(
+            "passwd_file = /etc/vpasswd\ndisabled_file=/d\nmaildir = Mail/box\nplaintext = never\n\
+             min_length = 12\next_delimiter = +\ndotqmail = .forward\nhostname = mx.example.org\n\
+             timeout = 900\nlock_wait = 50\nauth_delay = 0\nmax_auth_failures = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.passwd_file, Some(PathBuf::from("/etc/vpasswd")));
+        assert_eq!(c.disabled_file, PathBuf::from("/d"));
+        assert_eq!(c.maildir, PathBuf::from("Mail/box"));
+        assert_eq!(c.plaintext, Plaintext::Never);
+        assert_eq!(c.min_length, 12);
+        assert_eq!(c.ext_delimiter, '+');
+        assert_eq!(c.dotqmail, ".forward");
+        assert_eq!(c.hostname.as_deref(), Some("mx.example.org"));
+        assert_eq!(c.timeout, Duration::from_secs(900));
+        assert_eq!(c.lock_wait, Duration::from_millis(50));
+        assert_eq!(c.auth_delay, Duration::ZERO);
+        assert_eq!(c.max_auth_failures, 5);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let cases = [
+            (
+                "\nbogus = 1\n",
+                "/x/apoptools.conf:2: unknown key \"bogus\"",
+            ),
+            (
+                "plaintext = sometimes",
+                "/x/apoptools.conf:1: plaintext must be",
+            ),
+            (
+                "timeout = 0",
+                "/x/apoptools.conf:1: timeout must be a whole number",
+            ),
+            (
+                "no equals sign",
+                "/x/apoptools.conf:1: expected `key = value`",
+            ),
+            (
+                "maildir = ../x",
+                "/x/apoptools.conf:1: maildir must not contain",
+            ),
+            (
+                "passwd_file = rel",
+                "/x/apoptools.conf:1: passwd_file must be an absolute",
+            ),
+            (
+                "a=1\n#\nmin_length=3\nmin_length=4",
+                "/x/apoptools.conf:1: unknown key",
+            ),
+            (
+                "min_length=3\nmin_length=4",
+                "/x/apoptools.conf:2: min_length is set twice",
+            ),
+            (
+                "ext_delimiter = ab",
+                "/x/apoptools.conf:1: ext_delimiter must be",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err().to_string();
+            assert!(
+                got.starts_with(want),
+                "{text:?}: got {got:?}, want {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_default_is_fine_missing_explicit_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.conf");
+        let err = Config::load(Some(&missing)).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+}
