@@ -99,9 +99,10 @@ impl Config {
             let (key, value) = (key.trim(), value.trim());
             let key_static = KEYS
                 .iter()
-                .find(|k| **k == key)
+                .map(|k| k.name)
+                .find(|k| *k == key)
                 .ok_or_else(|| fail(format!("unknown key {key:?}")))?;
-            if seen.contains(key_static) {
+            if seen.contains(&key_static) {
                 return Err(fail(format!("{key} is set twice")));
             }
             seen.push(key_static);
@@ -183,20 +184,77 @@ impl Config {
     }
 }
 
+/// One configuration key: its name, default and meaning (apoptools.conf(5) is generated from
+/// this table, so the manual cannot drift from the parser).
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
 /// Every key the file may set, in the order apoptools.conf(5) documents them.
-pub const KEYS: &[&str] = &[
-    "passwd_file",
-    "disabled_file",
-    "maildir",
-    "plaintext",
-    "min_length",
-    "ext_delimiter",
-    "dotqmail",
-    "hostname",
-    "timeout",
-    "lock_wait",
-    "auth_delay",
-    "max_auth_failures",
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "passwd_file",
+        default: "(system accounts through NSS)",
+        doc: "A passwd(5)-format file of accounts used instead of the system's (virtual mail users). Absolute path.",
+    },
+    Key {
+        name: "disabled_file",
+        default: "/etc/apoptools/disabled",
+        doc: "The administrator's disable list, edited by deapop(8). It is used only if it is a regular file owned by root and not writable by group or others. Absolute path.",
+    },
+    Key {
+        name: "maildir",
+        default: "Maildir",
+        doc: "The Maildir, relative to the account's home directory. Must not contain `..`.",
+    },
+    Key {
+        name: "plaintext",
+        default: "intranet",
+        doc: "When ipop3d accepts USER/PASS: `intranet` only when the environment variable INTRANET is non-empty (as imapext's RESTRICT_POP), `always`, or `never`. APOP is always accepted.",
+    },
+    Key {
+        name: "min_length",
+        default: "8",
+        doc: "Minimum length of a new password, in characters (1 to 1024).",
+    },
+    Key {
+        name: "ext_delimiter",
+        default: "-",
+        doc: "The character separating an account from its extension in addresses such as user-ext (`+` for Postfix).",
+    },
+    Key {
+        name: "dotqmail",
+        default: ".qmail",
+        doc: "File name prefix naming an extension's delivery: ipop3d reads the first maildir line (`./path/` or `/path/`) of ~user/.qmail-ext (`.forward` for Postfix).",
+    },
+    Key {
+        name: "hostname",
+        default: "(env TCPLOCALHOST, else the host name)",
+        doc: "The name in ipop3d's greeting and APOP timestamp.",
+    },
+    Key {
+        name: "timeout",
+        default: "600",
+        doc: "Idle seconds after which ipop3d logs the client out (RFC 1939 asks for at least 600). Nothing is deleted on a timeout.",
+    },
+    Key {
+        name: "lock_wait",
+        default: "10000",
+        doc: "Milliseconds a writer waits for a store or disable-list lock before failing with \"busy\" (exit status 6).",
+    },
+    Key {
+        name: "auth_delay",
+        default: "2000",
+        doc: "Milliseconds ipop3d waits before every failed-login reply, the same whatever the reason.",
+    },
+    Key {
+        name: "max_auth_failures",
+        default: "3",
+        doc: "Failed logins after which ipop3d closes the connection.",
+    },
 ];
 
 fn absolute(key: &str, value: &str) -> std::result::Result<PathBuf, String> {

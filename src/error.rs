@@ -33,6 +33,42 @@ pub mod exit {
     pub const SYSTEM: u8 = 10;
 }
 
+/// Every exit status with its meaning, for --help and the man pages.
+pub const EXIT_STATUSES: &[(u8, &str)] = &[
+    (exit::OK, "success"),
+    (
+        exit::MISMATCH,
+        "--check: the password does not match, or none is set",
+    ),
+    (exit::USAGE, "bad command line"),
+    (
+        exit::DENIED,
+        "not permitted: not root, another user's account, or the account is disabled",
+    ),
+    (
+        exit::NO_USER,
+        "unknown account, or a name that cannot be an account or extension",
+    ),
+    (
+        exit::UNSAFE,
+        "a store file, lock file or disable list is unsafe to use (the message says why)",
+    ),
+    (
+        exit::BUSY,
+        "another writer held the lock for longer than lock_wait",
+    ),
+    (
+        exit::POLICY,
+        "the new password breaks the policy, or --batch input is malformed",
+    ),
+    (exit::CONFIG, "the configuration file is missing or wrong"),
+    (
+        exit::NO_SECRET,
+        "no password is stored (--status, --delete)",
+    ),
+    (exit::SYSTEM, "any other system error (I/O, disk full, ...)"),
+];
+
 /// Why a store file, lock file or list was refused. Shown to admins, never to POP clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsafe {
