@@ -21,6 +21,7 @@ pub mod atomic;
 pub mod config;
 pub mod disable;
 pub mod error;
+pub mod fuzzing;
 pub mod privilege;
 pub mod store;
 

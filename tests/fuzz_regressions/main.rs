@@ -1,0 +1,34 @@
+//! Every input kept under tests/corpus/<target>/ (the minimised fuzz corpora and any input that
+//! once crashed) runs through the same property checks as the fuzz targets in fuzz/.
+
+use std::path::PathBuf;
+
+fn run(target: &str, check: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let outcome = std::panic::catch_unwind(|| check(&data));
+        assert!(
+            outcome.is_ok(),
+            "{target}: {} breaks a property",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n > 0, "no corpus for {target} in {}", dir.display());
+    eprintln!("{target}: {n} corpus inputs hold");
+}
+
+#[test]
+fn config_corpus() {
+    run("config", apoptools::fuzzing::config);
+}
+
+#[test]
+fn store_file_corpus() {
+    run("store_file", apoptools::fuzzing::store_file);
+}
