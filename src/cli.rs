@@ -22,10 +22,27 @@ pub fn finish(tool: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
         Err(err) => {
-            eprintln!("{tool}: {err:#}");
+            eprintln!("{tool}: {}", message(&err));
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// `{err:#}`, except that a cause whose text its parent already ends with (a library I/O
+/// error shows its source) is not repeated.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -194,7 +194,7 @@ fn purge(ctx: &Context, accounts: &[Account]) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 let e = anyhow::Error::new(e).context(format!("cannot purge {}", account.name));
-                eprintln!("{TOOL}: {e:#}");
+                eprintln!("{TOOL}: {}", cli::message(&e));
                 first_failure.get_or_insert(exit_code(&e));
             }
         }
