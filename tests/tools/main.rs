@@ -4,3 +4,4 @@
 
 mod harness;
 mod interactive;
+mod selfservice;
