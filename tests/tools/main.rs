@@ -2,6 +2,8 @@
 //! processes and a real pseudo-terminal, each test in a fresh temp world (see `harness`).
 //! Tests that need root say `SKIPPED (needs root): <name>` and pass when run by anyone else.
 
+mod attacks;
 mod harness;
 mod interactive;
+mod provisioning;
 mod selfservice;
