@@ -438,7 +438,7 @@ fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
     }
     if let Some(first) = errors.first() {
         for e in &errors {
-            eprintln!("{TOOL}: {}", cli::message(&e));
+            eprintln!("{TOOL}: {}", cli::message(e));
         }
         eprintln!("{TOOL}: {} bad line(s); nothing was written", errors.len());
         return Ok(ExitCode::from(exit_code(first)));

@@ -34,8 +34,8 @@ fn fingerprint(path: &Path) -> String {
 }
 
 /// The user runs `argv` (to plant something as themselves).
-fn as_user(_: &World, user: &User, argv: &[&str]) {
-    let mut run = Run::new(argv[0]).args(&argv[1..]).as_user(user);
+fn plant_as(_: &World, user: &User, argv: &[&str]) {
+    let mut run = Run::new(argv[0]).args(&argv[1..]).user(user);
     run.command().current_dir(&user.home);
     run.run().success();
 }
@@ -59,7 +59,7 @@ fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
             planted: ".apop",
             reason: "it is a symbolic link",
             plant: |w, u, victim| {
-                as_user(w, u, &["/bin/ln", "-s", victim.to_str().unwrap(), ".apop"])
+                plant_as(w, u, &["/bin/ln", "-s", victim.to_str().unwrap(), ".apop"])
             },
         },
         Attack {
@@ -68,7 +68,7 @@ fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
             reason: "it is a symbolic link",
             plant: |w, u, _| {
                 let target = w.path().join("created-by-root");
-                as_user(w, u, &["/bin/ln", "-s", target.to_str().unwrap(), ".apop"])
+                plant_as(w, u, &["/bin/ln", "-s", target.to_str().unwrap(), ".apop"])
             },
         },
         Attack {
@@ -83,7 +83,7 @@ fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
             planted: ".apop",
             reason: "it has 2 hard links, not 1",
             plant: |w, u, _| {
-                as_user(
+                plant_as(
                     w,
                     u,
                     &["/bin/sh", "-c", "umask 077; echo x > notes; ln notes .apop"],
@@ -94,13 +94,13 @@ fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
             name: "FIFO",
             planted: ".apop",
             reason: "it is a FIFO, not a regular file",
-            plant: |w, u, _| as_user(w, u, &["/usr/bin/mkfifo", "-m", "600", ".apop"]),
+            plant: |w, u, _| plant_as(w, u, &["/usr/bin/mkfifo", "-m", "600", ".apop"]),
         },
         Attack {
             name: "directory",
             planted: ".apop",
             reason: "it is a directory, not a regular file",
-            plant: |w, u, _| as_user(w, u, &["/bin/mkdir", "-m", "700", ".apop"]),
+            plant: |w, u, _| plant_as(w, u, &["/bin/mkdir", "-m", "700", ".apop"]),
         },
         Attack {
             name: "owned by another uid",
@@ -117,7 +117,7 @@ fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
             planted: ".apop",
             reason: "its mode is 0644, not 0600",
             plant: |w, u, _| {
-                as_user(
+                plant_as(
                     w,
                     u,
                     &[
@@ -133,7 +133,7 @@ fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
             planted: ".apop.lock",
             reason: ".apop.lock: it is a symbolic link",
             plant: |w, u, victim| {
-                as_user(
+                plant_as(
                     w,
                     u,
                     &["/bin/ln", "-s", victim.to_str().unwrap(), ".apop.lock"],
@@ -178,7 +178,7 @@ fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
             .apoppasswd()
             .arg("--stdin")
             .stdin("the new password\n")
-            .as_user(&user)
+            .user(&user)
             .run()
             .fails(5, attack.reason);
         let after = (
@@ -211,7 +211,7 @@ fn delete_removes_a_planted_link_not_its_target() {
     let user = world.add_user("alice");
     let victim = world.path().join("victim");
     std::fs::write(&victim, VICTIM_BYTES).unwrap();
-    as_user(
+    plant_as(
         &world,
         &user,
         &["/bin/ln", "-s", victim.to_str().unwrap(), ".apop"],

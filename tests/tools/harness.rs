@@ -268,7 +268,7 @@ impl Run {
     }
 
     /// Runs the child as `user` (only when that changes anything: as root, another uid).
-    pub fn as_user(mut self, user: &User) -> Run {
+    pub fn user(mut self, user: &User) -> Run {
         if is_root() && user.uid != 0 {
             become_in_child(&mut self.command, user.uid, user.gid);
         }

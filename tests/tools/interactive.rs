@@ -36,7 +36,7 @@ impl Terminal {
             )
             .unwrap();
         }
-        let mut run = world.apoppasswd().args(args).as_user(user);
+        let mut run = world.apoppasswd().args(args).user(user);
         let command = run.command();
         let slave: OwnedFd = pty.slave;
         command
@@ -155,7 +155,7 @@ fn mismatch_changes_nothing() {
         .apoppasswd()
         .args(["--stdin"])
         .stdin("the old password\n")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success();
     let before = std::fs::read(alice.apop()).unwrap();
@@ -184,7 +184,7 @@ fn check_prompts_on_the_terminal() {
         .apoppasswd()
         .args(["--stdin"])
         .stdin(format!("{PASSWORD}\n"))
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success();
     for (typed, want) in [(PASSWORD, 0), ("correct horse", 1)] {

@@ -3,6 +3,10 @@
 //! Tests that need root say `SKIPPED (needs root): <name>` and pass when run by anyone else.
 
 mod attacks;
+mod batch;
+mod concurrency;
+mod config;
+mod deapop;
 mod harness;
 mod interactive;
 mod provisioning;

@@ -67,27 +67,27 @@ fn root_provisions_then_users_serve_themselves() {
         .apoppasswd()
         .arg("--stdin")
         .stdin("alice picked this\n")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success();
     world
         .apoppasswd()
         .args(["--check", "--stdin"])
         .stdin("alice picked this\n")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success();
     world
         .apoppasswd()
         .args(["--check", "--stdin"])
         .stdin("alice picked that\n")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .fails(1, "does not match");
     let status = world
         .apoppasswd()
         .arg("--status")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success()
         .stdout;
@@ -108,7 +108,7 @@ fn root_provisions_then_users_serve_themselves() {
             .apoppasswd()
             .args(args)
             .stdin("alice attacks bob\n")
-            .as_user(&alice)
+            .user(&alice)
             .run()
             .fails(3, "only root may act on the APOP password of bob");
     }
@@ -129,7 +129,7 @@ fn a_disabled_user_cannot_set_a_password_but_root_can() {
         .apoppasswd()
         .arg("--stdin")
         .stdin("before disable\n")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success();
     world.deapop().arg("alice").run().success();
@@ -142,7 +142,7 @@ fn a_disabled_user_cannot_set_a_password_but_root_can() {
             .apoppasswd()
             .args(args)
             .stdin("while disabled\n")
-            .as_user(&alice)
+            .user(&alice)
             .run()
             .fails(
                 3,
@@ -153,7 +153,7 @@ fn a_disabled_user_cannot_set_a_password_but_root_can() {
     let status = world
         .apoppasswd()
         .arg("--status")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success()
         .stdout;
@@ -172,7 +172,7 @@ fn a_disabled_user_cannot_set_a_password_but_root_can() {
         .apoppasswd()
         .arg("--stdin")
         .stdin("after enable\n")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success();
     assert!(world.verifies("alice", "after enable"));

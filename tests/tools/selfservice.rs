@@ -13,7 +13,7 @@ fn stdin_set_check_status_delete() {
             .apoppasswd()
             .args(args)
             .stdin(stdin)
-            .as_user(&alice)
+            .user(&alice)
             .run()
     };
     run(&["--status"], "").fails(9, "");
@@ -85,7 +85,7 @@ fn generate_prints_the_stored_password_once() {
             .apoppasswd()
             .arg("--generate")
             .args(args)
-            .as_user(&alice)
+            .user(&alice)
             .run()
             .success();
         assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
@@ -106,7 +106,7 @@ fn generate_prints_the_stored_password_once() {
     world
         .apoppasswd()
         .args(["--generate", "--length", "4"])
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .fails(7, "shorter than 8");
     assert!(world.verifies("alice", &long));
@@ -122,7 +122,7 @@ fn extensions_are_separate_addresses() {
             .arg("--stdin")
             .args(args)
             .stdin(format!("{pw}\n"))
-            .as_user(&alice)
+            .user(&alice)
             .run()
     };
     set(&[], "main password").success();
@@ -137,7 +137,7 @@ fn extensions_are_separate_addresses() {
     let status = world
         .apoppasswd()
         .args(["--status", "--ext", "work"])
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .success()
         .stdout;
@@ -156,7 +156,7 @@ fn policy_and_names() {
             .arg("--stdin")
             .args(args)
             .stdin(stdin)
-            .as_user(&alice)
+            .user(&alice)
             .run()
     };
     set(&[], "ninechars\n").fails(7, "shorter than 10");
@@ -190,7 +190,7 @@ fn another_account_needs_root() {
             .apoppasswd()
             .args(args)
             .stdin("a long password\n")
-            .as_user(&alice)
+            .user(&alice)
             .run()
             .fails(
                 3,
@@ -201,7 +201,7 @@ fn another_account_needs_root() {
         .apoppasswd()
         .arg("--batch")
         .stdin("alice:a long password\n")
-        .as_user(&alice)
+        .user(&alice)
         .run()
         .fails(3, "only root may");
     assert!(!bob.apop().exists());
