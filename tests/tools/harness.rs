@@ -247,6 +247,15 @@ impl Run {
     pub fn new(program: &str) -> Run {
         let mut command = Command::new(program);
         command.env_clear().env("PATH", "/usr/bin:/bin");
+        // SAFETY: runs in the forked child before exec and only makes the async-signal-safe
+        // setsid system call. A new session has no controlling terminal, so a tool that opens
+        // /dev/tty fails instead of reading the terminal `cargo test` was started from.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                Ok(())
+            });
+        }
         Run {
             command,
             stdin: Vec::new(),

@@ -44,11 +44,11 @@ impl Terminal {
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave.try_clone().unwrap()));
         // SAFETY: runs in the forked child before exec, after std has made fd 0 the pty slave
-        // (and after any identity drop registered above, which setsid and TIOCSCTTY allow); it
-        // only makes the async-signal-safe setsid and ioctl system calls and allocates nothing.
+        // and after the harness's setsid (and any identity drop), which TIOCSCTTY allows: the
+        // child leads a new session without a terminal. Only the async-signal-safe ioctl
+        // system call is made; nothing is allocated.
         unsafe {
             command.pre_exec(|| {
-                nix::unistd::setsid()?;
                 if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

@@ -225,3 +225,82 @@ fn usage_errors_exit_2() {
     let help = world.apoppasswd().arg("--help").run().success().stdout;
     assert!(help.contains("Exit status:"), "{help}");
 }
+
+#[test]
+fn without_a_terminal_the_prompt_fails_cleanly() {
+    let mut world = World::new();
+    let alice = world.me("alice");
+    // The harness runs every child in a new session: no controlling terminal.
+    world
+        .apoppasswd()
+        .user(&alice)
+        .run()
+        .fails(10, "cannot read a password from the terminal (use --stdin");
+    assert!(!alice.apop().exists());
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let mut world = World::new();
+    let alice = world.me("alice");
+    world
+        .apoppasswd()
+        .arg("--stdin")
+        .stdin("a long password\n")
+        .user(&alice)
+        .run()
+        .success();
+    for args in [&["--status"][..], &["--status", "--ext", "none"]] {
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        drop(read_end);
+        let mut run = world.apoppasswd().args(args).user(&alice);
+        run.command().stdout(std::process::Stdio::from(write_end));
+        let mut child = run.command().spawn().unwrap();
+        let status = crate::harness::wait_deadline(&mut child);
+        // --status exits 9 when no password is set: its own status, not an EPIPE failure (10).
+        let want = if args.len() == 1 { 0 } else { 9 };
+        assert_eq!(status.code(), Some(want), "{args:?}");
+    }
+}
+
+#[test]
+fn a_held_lock_means_busy() {
+    use fs2::FileExt;
+    let mut world = World::with_config("");
+    let alice = world.me("alice");
+    // A short wait for this world only (the harness's config sets 20 s).
+    let config = std::fs::read_to_string(&world.config)
+        .unwrap()
+        .replace("lock_wait = 20000", "lock_wait = 100");
+    std::fs::write(&world.config, config).unwrap();
+    world
+        .apoppasswd()
+        .arg("--stdin")
+        .stdin("the first password\n")
+        .user(&alice)
+        .run()
+        .success();
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(alice.home.join(".apop.lock"))
+        .unwrap();
+    lock.lock_exclusive().unwrap();
+    world
+        .apoppasswd()
+        .arg("--stdin")
+        .stdin("the second password\n")
+        .user(&alice)
+        .run()
+        .fails(6, ".apop.lock is locked by another writer; try again");
+    drop(lock);
+    assert!(world.verifies("alice", "the first password"));
+    world
+        .apoppasswd()
+        .arg("--stdin")
+        .stdin("the second password\n")
+        .user(&alice)
+        .run()
+        .success();
+    assert!(world.verifies("alice", "the second password"));
+}
