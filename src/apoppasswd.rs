@@ -8,7 +8,7 @@
 //! [`crate::store`], as the account.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -254,7 +254,7 @@ fn set(ctx: &Context, target: &Target, from_stdin: bool) -> anyhow::Result<ExitC
     target
         .store(ctx, &secret)
         .with_context(|| format!("cannot set the APOP password of {}", target.address))?;
-    writeln!(std::io::stdout(), "{UPDATED}")?;
+    cli::print(format!("{UPDATED}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -276,10 +276,8 @@ fn generate(ctx: &Context, target: &Target, m: &ArgMatches) -> anyhow::Result<Ex
     target
         .store(ctx, &secret)
         .with_context(|| format!("cannot set the APOP password of {}", target.address))?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(secret.as_bytes())?;
-    out.write_all(b"\n")?;
-    out.flush()?;
+    let line = Secret::new([secret.as_bytes(), b"\n"].concat());
+    cli::print(line.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -367,7 +365,7 @@ fn status(ctx: &Context, target: &Target) -> anyhow::Result<ExitCode> {
         extensions.join(" ")
     };
     out.push_str(&format!("extensions: {shown}\n"));
-    std::io::stdout().write_all(out.as_bytes())?;
+    cli::print(out)?;
     Ok(match record {
         Some(_) => ExitCode::SUCCESS,
         None => ExitCode::from(exit::NO_SECRET),
@@ -379,11 +377,11 @@ fn delete(ctx: &Context, target: &Target) -> anyhow::Result<ExitCode> {
     if !store::delete(&target.account, target.ext.as_deref(), ctx.config.lock_wait)? {
         return Err(Error::NoSecret(path).into());
     }
-    writeln!(
-        std::io::stdout(),
-        "Deleted the APOP password of {}.",
+    cli::print(format!(
+        "Deleted the APOP password of {}.
+",
         target.address
-    )?;
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -460,7 +458,7 @@ fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
         }
     }
     let written = entries.len() - failed.len();
-    writeln!(std::io::stdout(), "Updated {written} APOP password(s).")?;
+    cli::print(format!("Updated {written} APOP password(s).\n"))?;
     match failed.first() {
         Some(first) => {
             eprintln!("{TOOL}: {} line(s) failed", failed.len());

@@ -7,7 +7,7 @@
 //! - [`read_line_secret`]: a password from the first line of stdin (never from argv).
 //! - [`utc`]: Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`, without a time-zone database.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -49,6 +49,16 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|e| e.downcast_ref::<io::Error>())
         .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Writes `bytes` to stdout. A reader that went away (EPIPE) is not an error: the output is
+/// dropped and the tool goes on to its own exit status.
+pub fn print(bytes: impl AsRef<[u8]>) -> Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes.as_ref()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::io("standard output", e)),
+        _ => Ok(()),
+    }
 }
 
 /// Who runs the tool.

@@ -5,7 +5,6 @@
 //! list is edited under its lock with one atomic replace ([`DisableList::update`]); purging a
 //! home's secrets is done by [`store::purge`], as the account.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -151,7 +150,7 @@ fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
             })
             .collect::<String>())
     })?;
-    std::io::stdout().write_all(report.as_bytes())?;
+    cli::print(report)?;
     Ok(())
 }
 
@@ -175,21 +174,20 @@ fn enable(ctx: &Context, users: &[&str]) -> anyhow::Result<ExitCode> {
             })
             .collect::<String>())
     })?;
-    std::io::stdout().write_all(report.as_bytes())?;
+    cli::print(report)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn purge(ctx: &Context, accounts: &[Account]) -> anyhow::Result<ExitCode> {
     let mut first_failure = None;
-    let mut out = std::io::stdout().lock();
     for account in accounts {
         match store::purge(account, ctx.config.lock_wait) {
             Ok(removed) if removed.is_empty() => {
-                writeln!(out, "{}: no stored password to purge", account.name)?
+                cli::print(format!("{}: no stored password to purge\n", account.name))?
             }
             Ok(removed) => {
                 for path in removed {
-                    writeln!(out, "{}: removed {}", account.name, path.display())?;
+                    cli::print(format!("{}: removed {}\n", account.name, path.display()))?;
                 }
             }
             Err(e) => {
@@ -255,7 +253,7 @@ fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         to_table(&rows)
     };
-    std::io::stdout().write_all(text.as_bytes())?;
+    cli::print(text)?;
     Ok(ExitCode::SUCCESS)
 }
 
