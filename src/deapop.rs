@@ -1,5 +1,387 @@
-//! deapop: placeholder
+//! deapop: the administrator disables, enables and purges POP password logins, and lists them.
+//!
+//! Root only (refused before anything is read). Every USER on the command line is checked
+//! before anything changes: one unknown name and nothing happens to any of them. The disable
+//! list is edited under its lock with one atomic replace ([`DisableList::update`]); purging a
+//! home's secrets is done by [`store::purge`], as the account.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::{value_parser, Arg, ArgAction, Command};
+
+use crate::accounts::{validate_user, Account};
+use crate::cli::{self, Context};
+use crate::disable::{DisableList, Mark};
+use crate::error::{exit_code, Error, Result};
+use crate::store;
+
+const TOOL: &str = "deapop";
+
+/// The command line (it also feeds the man page and the shell completions).
+pub fn command() -> Command {
+    Command::new(TOOL)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Disable, enable or purge POP password logins (root)")
+        .long_about(
+            "Disable POP3 logins (APOP and USER/PASS through ipop3d) for the named accounts, \
+             enable them again, or purge their stored passwords, and list which accounts have \
+             a password or a disable mark.\n\n\
+             A disabled account keeps its stored password but cannot log in, and its user \
+             cannot set a new one with apoppasswd(1); only root can lift the mark. The marks \
+             live in the root-owned disable list (config key disabled_file). --purge also \
+             deletes ~/.apop and every ~/.apop-EXT of the account.\n\n\
+             Every USER must be an existing account; if one is not, nothing is changed for any \
+             of them. Only root may run deapop.",
+        )
+        .after_help(
+            "Exit status:\n  \
+             0   success\n  \
+             2   bad command line\n  \
+             3   not permitted (not root)\n  \
+             4   unknown user or bad user name\n  \
+             5   unsafe disable list, lock or store file\n  \
+             6   the disable list or a store is locked by another writer\n  \
+             8   configuration error\n  \
+             10  system error",
+        )
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .value_parser(value_parser!(PathBuf))
+                .help("Configuration file [default: /etc/apoptools.conf]"),
+        )
+        .arg(
+            Arg::new("enable")
+                .long("enable")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("purge")
+                .help("Enable POP logins again for the USERs (remove their disable marks)"),
+        )
+        .arg(
+            Arg::new("purge")
+                .long("purge")
+                .action(ArgAction::SetTrue)
+                .help("Disable the USERs and delete their ~/.apop and ~/.apop-* files"),
+        )
+        .arg(
+            Arg::new("list")
+                .long("list")
+                .action(ArgAction::SetTrue)
+                .conflicts_with_all(["enable", "purge", "users"])
+                .help("List every account with a stored password or a disable mark"),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .requires("list")
+                .help("With --list: print a JSON array instead of a table"),
+        )
+        .arg(
+            Arg::new("users")
+                .value_name("USER")
+                .num_args(1..)
+                .required_unless_present("list")
+                .help("Accounts to disable (or enable, or purge)"),
+        )
+}
+
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    cli::finish(TOOL, run())
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let m = command().get_matches();
+    if !cli::real_uid_is_root() {
+        return Err(Error::NotPermitted(
+            "only root may disable, enable, purge or list POP accounts".into(),
+        )
+        .into());
+    }
+    let ctx = Context::load(m.get_one::<PathBuf>("config").map(PathBuf::as_path))?;
+    if m.get_flag("list") {
+        return list(&ctx, m.get_flag("json"));
+    }
+    let users: Vec<&str> = m
+        .get_many::<String>("users")
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if m.get_flag("enable") {
+        enable(&ctx, &users)
+    } else {
+        let accounts = users
+            .iter()
+            .map(|u| ctx.accounts.by_name(u))
+            .collect::<Result<Vec<Account>>>()?;
+        disable(&ctx, &accounts)?;
+        if m.get_flag("purge") {
+            purge(&ctx, &accounts)
+        } else {
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
+    let since = cli::now();
+    let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
+        Ok(accounts
+            .iter()
+            .map(|a| {
+                let mark = Mark {
+                    since,
+                    by: ctx.caller.name.clone(),
+                };
+                if list.insert(&a.name, mark) {
+                    format!("{}: disabled\n", a.name)
+                } else {
+                    let old = list.get(&a.name).expect("just found");
+                    format!(
+                        "{}: already disabled since {} by {}\n",
+                        a.name,
+                        cli::utc(old.since),
+                        old.by
+                    )
+                }
+            })
+            .collect::<String>())
+    })?;
+    cli::print(report)?;
+    Ok(())
+}
+
+/// Removes the marks of `users`: existing accounts, or names that are marked although their
+/// account is gone.
+fn enable(ctx: &Context, users: &[&str]) -> anyhow::Result<ExitCode> {
+    let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
+        for user in users {
+            validate_user(user)?;
+            match ctx.accounts.by_name(user) {
+                Err(Error::UnknownUser(_)) if list.contains(user) => {}
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+        Ok(users
+            .iter()
+            .map(|u| match list.remove(u) {
+                true => format!("{u}: enabled\n"),
+                false => format!("{u}: was not disabled\n"),
+            })
+            .collect::<String>())
+    })?;
+    cli::print(report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn purge(ctx: &Context, accounts: &[Account]) -> anyhow::Result<ExitCode> {
+    let mut first_failure = None;
+    for account in accounts {
+        match store::purge(account, ctx.config.lock_wait) {
+            Ok(removed) if removed.is_empty() => {
+                cli::print(format!("{}: no stored password to purge\n", account.name))?
+            }
+            Ok(removed) => {
+                for path in removed {
+                    cli::print(format!("{}: removed {}\n", account.name, path.display()))?;
+                }
+            }
+            Err(e) => {
+                let e = anyhow::Error::new(e).context(format!("cannot purge {}", account.name));
+                eprintln!("{TOOL}: {}", cli::message(&e));
+                first_failure.get_or_insert(exit_code(&e));
+            }
+        }
+    }
+    Ok(first_failure.map_or(ExitCode::SUCCESS, ExitCode::from))
+}
+
+/// One line of `--list`.
+struct Row {
+    user: String,
+    uid: Option<u32>,
+    mark: Option<Mark>,
+    /// `None` for `~/.apop`, `Some(ext)` for `~/.apop-EXT`.
+    secrets: Vec<Option<String>>,
+}
+
+fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    let marks = DisableList::load(&ctx.config.disabled_file)?;
+    let mut rows = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for account in ctx.accounts.all() {
+        if !names.insert(account.name.clone()) {
+            continue;
+        }
+        let secrets = match store::list(&account) {
+            Ok(secrets) => secrets,
+            // A home its own account cannot read holds no usable secret.
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Vec::new()
+            }
+            Err(e) => {
+                eprintln!("{TOOL}: warning: {}: {e}", account.name);
+                Vec::new()
+            }
+        };
+        let mark = marks.get(&account.name).cloned();
+        if !secrets.is_empty() || mark.is_some() {
+            rows.push(Row {
+                user: account.name,
+                uid: Some(account.uid),
+                mark,
+                secrets,
+            });
+        }
+    }
+    for name in marks.names().filter(|n| !names.contains(*n)) {
+        rows.push(Row {
+            user: name.to_string(),
+            uid: None,
+            mark: marks.get(name).cloned(),
+            secrets: Vec::new(),
+        });
+    }
+    let text = if json {
+        to_json(&rows)
+    } else {
+        to_table(&rows)
+    };
+    cli::print(text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn to_table(rows: &[Row]) -> String {
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            let secrets: Vec<String> = r
+                .secrets
+                .iter()
+                .map(|ext| match ext {
+                    None => ".apop".to_string(),
+                    Some(ext) => format!(".apop-{ext}"),
+                })
+                .collect();
+            [
+                r.user.clone(),
+                r.uid.map_or("-".to_string(), |u| u.to_string()),
+                state(r).to_string(),
+                if secrets.is_empty() {
+                    "-".to_string()
+                } else {
+                    secrets.join(" ")
+                },
+            ]
+        })
+        .collect();
+    let header = ["USER", "UID", "STATE", "SECRETS"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    std::iter::once(&header)
+        .chain(&cells)
+        .map(|row| {
+            let line = format!(
+                "{:<w0$}  {:>w1$}  {:<w2$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
+            format!("{}\n", line.trim_end())
+        })
+        .collect()
+}
+
+fn state(row: &Row) -> &'static str {
+    if row.mark.is_some() {
+        "disabled"
+    } else {
+        "enabled"
+    }
+}
+
+fn to_json(rows: &[Row]) -> String {
+    let objects: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let uid = r.uid.map_or("null".to_string(), |u| u.to_string());
+            let (since, by) = match &r.mark {
+                Some(m) => (m.since.to_string(), cli::json_string(&m.by)),
+                None => ("null".to_string(), "null".to_string()),
+            };
+            let exts: Vec<String> = r
+                .secrets
+                .iter()
+                .flatten()
+                .map(|e| cli::json_string(e))
+                .collect();
+            format!(
+                "  {{\"user\": {}, \"uid\": {uid}, \"state\": \"{}\", \"disabled_since\": {since}, \
+                 \"disabled_by\": {by}, \"main\": {}, \"extensions\": [{}]}}",
+                cli::json_string(&r.user),
+                state(r),
+                r.secrets.contains(&None),
+                exts.join(", ")
+            )
+        })
+        .collect();
+    if objects.is_empty() {
+        "[]\n".to_string()
+    } else {
+        format!("[\n{}\n]\n", objects.join(",\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn json_rows() {
+        let rows = [
+            Row {
+                user: "alice".into(),
+                uid: Some(60001),
+                mark: None,
+                secrets: vec![None, Some("wo\"rk".into())],
+            },
+            Row {
+                user: "gone".into(),
+                uid: None,
+                mark: Some(Mark {
+                    since: 5,
+                    by: "root".into(),
+                }),
+                secrets: vec![],
+            },
+        ];
+        assert_eq!(
+            to_json(&rows),
+            "[\n  {\"user\": \"alice\", \"uid\": 60001, \"state\": \"enabled\", \
+             \"disabled_since\": null, \"disabled_by\": null, \"main\": true, \
+             \"extensions\": [\"wo\\\"rk\"]},\n  {\"user\": \"gone\", \"uid\": null, \
+             \"state\": \"disabled\", \"disabled_since\": 5, \"disabled_by\": \"root\", \
+             \"main\": false, \"extensions\": []}\n]\n"
+        );
+        assert_eq!(to_json(&[]), "[]\n");
+    }
 }

@@ -13,6 +13,7 @@
 //! - [`disable`]: the root-owned disable list.
 //! - [`apop`]: the APOP digest and constant-time comparison.
 //! - [`pop3`], [`maildir`], [`session`]: the POP3 server.
+//! - [`cli`]: what the tools share at their edges (errors to exit codes, the caller, stdin).
 //! - [`apoppasswd`], [`deapop`], [`ipop3d`]: the tools' command lines and entry points.
 
 pub mod accounts;
@@ -24,6 +25,8 @@ pub mod error;
 pub mod fuzzing;
 pub mod privilege;
 pub mod store;
+
+pub mod cli;
 
 pub mod apoppasswd;
 pub mod deapop;

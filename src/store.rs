@@ -193,7 +193,8 @@ pub fn read(account: &Account, ext: Option<&str>) -> Result<Record> {
     }
     let _as = AsAccount::enter(account)?;
     let path = path(account, ext);
-    let (mut file, meta) = open_nofollow(&path)?.ok_or_else(|| Error::NoSecret(path.clone()))?;
+    let (mut file, meta) =
+        open_store_file(&path, account)?.ok_or_else(|| Error::NoSecret(path.clone()))?;
     check_safe(&path, &meta, account, true)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.by_ref()
@@ -206,6 +207,30 @@ pub fn read(account: &Account, ext: Option<&str>) -> Result<Record> {
     let record = decode(&bytes).map_err(|why| unsafe_file(&path, why));
     bytes.iter_mut().for_each(|b| *b = 0);
     record
+}
+
+/// [`open_nofollow`], as the account. A file the account may not even open is not its own: that
+/// refusal is reported with its owner, as [`check_safe`] would (the lstat only names the reason;
+/// the refusal itself is the kernel's).
+fn open_store_file(
+    path: &Path,
+    account: &Account,
+) -> Result<Option<(std::fs::File, std::fs::Metadata)>> {
+    match open_nofollow(path) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.uid() != account.uid => Err(unsafe_file(
+                    path,
+                    Unsafe::Owner {
+                        found: meta.uid(),
+                        expected: account.uid,
+                    },
+                )),
+                _ => Err(Error::io(path, source)),
+            }
+        }
+        other => other,
+    }
 }
 
 /// The checks a store file must pass, on its opened handle. `mode` also checks 0600 (reads);
@@ -248,7 +273,7 @@ pub fn write(
     let _as = AsAccount::enter(account)?;
     let _lock = Lock::acquire(&lock_path(account), lock_wait)?;
     let path = path(account, ext);
-    if let Some((_file, meta)) = open_nofollow(&path)? {
+    if let Some((_file, meta)) = open_store_file(&path, account)? {
         check_safe(&path, &meta, account, true)?;
     }
     let changed = std::time::SystemTime::now()

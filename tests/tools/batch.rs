@@ -1,0 +1,151 @@
+//! `apoppasswd --batch`: every line validated first, nothing written if any is bad, errors name
+//! the line and never quote a password; then all written. Root only.
+
+use crate::harness::{needs_root, User, World};
+
+const USERS: usize = 1000;
+
+fn password(i: usize) -> String {
+    format!("batch secret #{i:04}:with colon")
+}
+
+fn world_of(n: usize) -> (World, Vec<User>) {
+    let mut world = World::new();
+    let names: Vec<String> = (0..n).map(|i| format!("user{i:04}")).collect();
+    let users = world.add_users(&names);
+    (world, users)
+}
+
+fn input(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("user{i:04}:{}", password(i)))
+        .collect()
+}
+
+fn nothing_written(users: &[User]) {
+    for u in users {
+        assert!(!u.apop().exists(), "{} was written", u.name);
+    }
+}
+
+#[test]
+fn one_bad_line_in_a_thousand_writes_nothing() {
+    if !needs_root("one_bad_line_in_a_thousand_writes_nothing") {
+        return;
+    }
+    let (world, users) = world_of(USERS);
+    let cases: [(usize, &str, i32, &str); 5] = [
+        (
+            517,
+            "user0516:tiny7",
+            7,
+            "line 517: password rejected: the password is shorter than 8 characters",
+        ),
+        (
+            17,
+            "ghost:a long password",
+            4,
+            "line 17: unknown user \"ghost\"",
+        ),
+        (
+            900,
+            "this line has no colon in it",
+            7,
+            "line 900: password rejected: expected user:password",
+        ),
+        (
+            3,
+            "user0000:the same user twice",
+            7,
+            "line 3: password rejected: user0000 is also on line 1",
+        ),
+        (
+            1000,
+            "../etc:a long password",
+            4,
+            "line 1000: bad name: user name \"../etc\"",
+        ),
+    ];
+    for (line, bad, code, message) in cases {
+        let mut lines = input(USERS);
+        lines[line - 1] = bad.to_string();
+        let out = world
+            .apoppasswd()
+            .arg("--batch")
+            .stdin(lines.join("\n"))
+            .run()
+            .fails(code, message);
+        assert!(out.stderr.contains("nothing was written"), "{out:#?}");
+        assert!(out.stdout.is_empty(), "{out:#?}");
+        for secret in ["tiny7", "no colon", "same user twice", "batch secret"] {
+            assert!(!out.stderr.contains(secret), "password echoed: {out:#?}");
+        }
+        nothing_written(&users);
+    }
+    // Every bad line is reported, each by its number.
+    let mut lines = input(USERS);
+    lines[9] = "user0009:short".into();
+    lines[99] = "nobody:a long password".into();
+    let out = world
+        .apoppasswd()
+        .arg("--batch")
+        .stdin(lines.join("\r\n"))
+        .run()
+        .fails(7, "line 10: password rejected");
+    assert!(out.stderr.contains("line 100: unknown user"), "{out:#?}");
+    assert!(out.stderr.contains("2 bad line(s)"), "{out:#?}");
+    nothing_written(&users);
+}
+
+#[test]
+fn a_thousand_good_lines_all_verify() {
+    if !needs_root("a_thousand_good_lines_all_verify") {
+        return;
+    }
+    let (world, users) = world_of(USERS);
+    let mut lines = input(USERS);
+    lines.insert(500, String::new()); // blank lines are skipped
+    lines.push("user0002-work:the work address".into());
+    let out = world
+        .apoppasswd()
+        .arg("--batch")
+        .stdin(lines.join("\n") + "\n")
+        .run()
+        .success();
+    assert_eq!(
+        out.stdout,
+        format!("Updated {} APOP password(s).\n", USERS + 1)
+    );
+    for (i, u) in users.iter().enumerate() {
+        assert!(world.verifies(&u.name, &password(i)), "{}", u.name);
+    }
+    assert!(world.verifies("user0002-work", "the work address"));
+    assert!(!world.verifies("user0003", &password(4)));
+    let status = world
+        .apoppasswd()
+        .args(["--status", "user0999"])
+        .run()
+        .success()
+        .stdout;
+    assert!(status.contains(" UTC by root\n"), "{status}");
+}
+
+#[test]
+fn batch_refuses_an_unsafe_store_before_writing_anything() {
+    if !needs_root("batch_refuses_an_unsafe_store_before_writing_anything") {
+        return;
+    }
+    let (world, users) = world_of(10);
+    std::os::unix::fs::symlink("/etc/passwd", users[7].apop()).unwrap();
+    std::os::unix::fs::lchown(users[7].apop(), Some(users[7].uid), Some(users[7].gid)).unwrap();
+    let out = world
+        .apoppasswd()
+        .arg("--batch")
+        .stdin(input(10).join("\n"))
+        .run()
+        .fails(5, "line 8: refusing to use");
+    assert!(out.stderr.contains("symbolic link"), "{out:#?}");
+    for u in users.iter().filter(|u| u.name != "user0007") {
+        assert!(!u.apop().exists(), "{} was written", u.name);
+    }
+}
