@@ -43,7 +43,14 @@ pub fn command() -> Command {
              the command line: use --stdin in scripts.\n\n\
              USER defaults to the caller's own account; naming another account needs root. \
              USER may also be written USER-EXT (with the configured ext_delimiter). An account \
-             disabled with deapop(8) cannot set a new password unless root does it.",
+             disabled with deapop(8) cannot set a new password unless root does it.\n\n\
+             --batch (root) reads \"user:password\" lines from standard input: the first colon \
+             ends the user (the password may contain colons), user may be USER-EXT, a CR before \
+             the newline is dropped and blank lines are skipped. Every line is checked first \
+             (the account exists, the extension is valid, the password meets the policy, no \
+             address appears twice, an existing store file is safe to replace); if any line is \
+             bad, each bad line is reported by number, never with its password, and nothing is \
+             written.",
         )
         .after_help(
             "Exit status:\n  \
