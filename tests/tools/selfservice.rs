@@ -4,6 +4,13 @@
 
 use crate::harness::World;
 
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 #[test]
 fn stdin_set_check_status_delete() {
     let mut world = World::new();
@@ -19,6 +26,7 @@ fn stdin_set_check_status_delete() {
     run(&["--status"], "").fails(9, "");
     run(&["--check", "--stdin"], "whatever1\n").fails(1, "no APOP password is set");
 
+    let before = now();
     let out = run(
         &["--stdin"],
         "pass:word with spaces\r\nsecond line ignored\n",
@@ -38,17 +46,27 @@ fn stdin_set_check_status_delete() {
     assert!(status.contains(" UTC by alice\n"), "{status}");
     assert!(status.contains("disabled:   no\n"), "{status}");
     assert!(status.contains("extensions: none\n"), "{status}");
-    // The changed time is this run's (UTC, to the minute at least).
+    // The changed time is this run's: GNU date reads the printed UTC time back to seconds.
+    let after = now();
     let line = status.lines().find(|l| l.starts_with("changed:")).unwrap();
-    let date = line.split_whitespace().nth(1).unwrap();
-    let today = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
+    let printed: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(printed[3..], ["UTC", "by", "alice"], "{line}");
+    let back = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("{} {} UTC", printed[1], printed[2]),
+            "+%s",
+        ])
         .output()
         .unwrap();
-    assert_eq!(
-        date,
-        String::from_utf8_lossy(&today.stdout).trim(),
-        "{line}"
+    let back: u64 = String::from_utf8_lossy(&back.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (before..=after).contains(&back),
+        "{line}: {back} not in {before}..={after}"
     );
     assert!(
         !status.contains("pass:word"),
