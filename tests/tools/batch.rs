@@ -149,3 +149,47 @@ fn batch_refuses_an_unsafe_store_before_writing_anything() {
         assert!(!u.apop().exists(), "{} was written", u.name);
     }
 }
+
+#[test]
+fn write_failures_after_validation_are_reported_by_line() {
+    if !needs_root("write_failures_after_validation_are_reported_by_line") {
+        return;
+    }
+    let (world, users) = world_of(USERS);
+    // Homes their accounts cannot write: validation passes (no store file yet), writing fails.
+    let broken = [4usize, 333, 998];
+    for &i in &broken {
+        std::os::unix::fs::chown(&users[i].home, Some(0), Some(0)).unwrap();
+    }
+    let out = world
+        .apoppasswd()
+        .arg("--batch")
+        .stdin(input(USERS).join("\n"))
+        .run()
+        .fails(10, "line 5: ");
+    assert_eq!(
+        out.stdout,
+        format!("Updated {} APOP password(s).\n", USERS - 3)
+    );
+    let reported: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Permission denied"))
+        .collect();
+    assert_eq!(reported.len(), 3, "{out:#?}");
+    for (&i, line) in broken.iter().zip(&reported) {
+        assert!(
+            line.starts_with(&format!("apoppasswd: line {}: ", i + 1)),
+            "{line}"
+        );
+    }
+    assert!(out.stderr.contains("3 line(s) failed"), "{out:#?}");
+    for (i, u) in users.iter().enumerate() {
+        assert_eq!(
+            world.verifies(&u.name, &password(i)),
+            !broken.contains(&i),
+            "{}",
+            u.name
+        );
+    }
+}
