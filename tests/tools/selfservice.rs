@@ -322,3 +322,66 @@ fn a_held_lock_means_busy() {
         .success();
     assert!(world.verifies("alice", "the second password"));
 }
+
+#[test]
+fn the_configured_delimiter_names_extensions() {
+    let mut world = World::with_config("ext_delimiter = +\n");
+    let alice = world.me("alice");
+    let set = |address: &str, pw: &str| {
+        world
+            .apoppasswd()
+            .args(["--stdin", address])
+            .stdin(format!("{pw}\n"))
+            .user(&alice)
+            .run()
+    };
+    set("alice+tag", "tagged password").success();
+    set("alice-tag", "dashed password").fails(4, "unknown user \"alice-tag\"");
+    assert!(alice.home.join(".apop-tag").exists());
+    assert!(world.verifies("alice+tag", "tagged password"));
+    let status = world
+        .apoppasswd()
+        .args(["--status", "alice+tag"])
+        .user(&alice)
+        .run()
+        .success()
+        .stdout;
+    assert!(status.starts_with("address:    alice+tag\n"), "{status}");
+}
+
+#[test]
+fn a_legacy_apoptools_file_still_works() {
+    let mut world = World::new();
+    let alice = world.me("alice");
+    // imapext APOPtools kept the secret alone on the first line.
+    std::fs::write(alice.apop(), "tanstaafl\n").unwrap();
+    std::fs::set_permissions(alice.apop(), crate::harness::perm(0o600)).unwrap();
+    if crate::harness::is_root() {
+        std::os::unix::fs::chown(alice.apop(), Some(alice.uid), Some(alice.gid)).unwrap();
+    }
+    assert!(world.verifies("alice", "tanstaafl"));
+    let status = world
+        .apoppasswd()
+        .arg("--status")
+        .user(&alice)
+        .run()
+        .success()
+        .stdout;
+    assert!(status.contains("password:   set\n"), "{status}");
+    assert!(
+        status.contains("changed:    unknown time by unknown\n"),
+        "{status}"
+    );
+    // Setting a new one rewrites it in the current format.
+    world
+        .apoppasswd()
+        .arg("--stdin")
+        .stdin("a new password\n")
+        .user(&alice)
+        .run()
+        .success();
+    assert!(std::fs::read(alice.apop())
+        .unwrap()
+        .starts_with(b"apoptools-secret 1\n"));
+    assert!(world.verifies("alice", "a new password"));
+}
