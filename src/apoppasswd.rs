@@ -1,7 +1,7 @@
 //! apoppasswd: set, generate, check, show or delete a mail-only POP password.
 //!
 //! One invocation targets one address (an account, or `user-EXT` with `--ext`), chosen and
-//! authorised in one place, [`Target::resolve`]: no USER means the caller's own account; another
+//! authorised in one place, `Target::resolve`: no USER means the caller's own account; another
 //! account needs root. A user on the disable list may not set a password (root may). Passwords
 //! never come from argv: from the terminal (`/dev/tty`, no echo), or the first line of stdin.
 //! `--batch` (root) validates every line before it writes anything. All file work is done by
