@@ -266,10 +266,29 @@ fn set(ctx: &Context, target: &Target, from_stdin: bool) -> anyhow::Result<ExitC
 }
 
 /// Reads a password on the terminal (`/dev/tty`) without echo.
+///
+/// rpassword answers Ctrl-C by raising SIGINT while the terminal is still without echo, which
+/// would leave the user's terminal that way. With SIGINT ignored for the read it returns
+/// instead and restores the terminal; then the process dies of SIGINT as the user asked.
 fn prompt(text: &str) -> anyhow::Result<Secret> {
-    let typed = rpassword::prompt_password(text)
-        .map_err(|e| Error::io("/dev/tty", e))
-        .context("cannot read a password from the terminal (use --stdin without one)")?;
+    use nix::sys::signal::{raise, signal, SigHandler, Signal};
+    // SAFETY: SigIgn installs no handler code; the previous disposition is put back below.
+    let previous = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }
+        .map_err(|e| Error::io("SIGINT", e.into()))?;
+    let typed = rpassword::prompt_password(text);
+    // SAFETY: puts back the disposition found above (this program installs no handler).
+    let _ = unsafe { signal(Signal::SIGINT, previous) };
+    let typed = match typed {
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            let _ = raise(Signal::SIGINT);
+            // Still here: SIGINT was ignored by whoever started us.
+            return Err(anyhow::Error::new(Error::io("/dev/tty", e))
+                .context("interrupted; nothing was changed"));
+        }
+        other => other
+            .map_err(|e| Error::io("/dev/tty", e))
+            .context("cannot read a password from the terminal (use --stdin without one)")?,
+    };
     Ok(Secret::new(typed.into_bytes()))
 }
 

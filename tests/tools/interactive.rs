@@ -113,11 +113,22 @@ impl Terminal {
     }
 
     /// Waits for the child to exit and the terminal to drain; exit code and everything shown.
-    fn finish(mut self) -> (i32, String) {
+    fn finish(self) -> (i32, String) {
+        let (status, text, _) = self.finish_status();
+        (status.code().expect("exited, not killed"), text)
+    }
+
+    /// The child's whole exit status, what it showed, and whether the terminal it left behind
+    /// echoes again.
+    fn finish_status(mut self) -> (std::process::ExitStatus, String, bool) {
         let status = wait_deadline(&mut self.child);
         self.reader.join().unwrap();
         let text = String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned();
-        (status.code().unwrap(), text)
+        let echo = tcgetattr(&self.master)
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ECHO);
+        (status, text, echo)
     }
 }
 
@@ -208,5 +219,24 @@ fn a_too_short_password_is_refused_after_the_first_prompt() {
     assert_eq!(code, 7, "{shown:?}");
     assert!(shown.contains("shorter than 8"), "{shown:?}");
     assert!(!shown.contains("Again"), "{shown:?}");
+    assert!(!alice.apop().exists());
+}
+
+#[test]
+fn ctrl_c_at_the_prompt_restores_the_terminal_and_changes_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut world = World::new();
+    let alice = world.me("alice");
+    let mut term = Terminal::spawn(&world, &alice, &[]);
+    term.wait_for_prompt("Enter APOP Password: ", 1);
+    term.master.write_all(b"half typed\x03").unwrap();
+    let (status, shown, echo) = term.finish_status();
+    assert_eq!(
+        status.signal(),
+        Some(nix::libc::SIGINT),
+        "{status:?}: {shown:?}"
+    );
+    assert!(echo, "the terminal was left without echo");
+    assert!(!shown.contains("half"), "{shown:?}");
     assert!(!alice.apop().exists());
 }
