@@ -141,8 +141,9 @@ fn prompts_twice_without_echo_and_sets_the_password() {
     term.type_line(PASSWORD);
     term.wait_for_prompt("Again APOP Password: ", 1);
     term.type_line(PASSWORD);
-    let (code, shown) = term.finish();
-    assert_eq!(code, 0, "terminal showed: {shown:?}");
+    let (status, shown, echo) = term.finish_status();
+    assert_eq!(status.code(), Some(0), "terminal showed: {shown:?}");
+    assert!(echo, "the terminal was left without echo");
     assert!(
         shown.contains("Updated APOP password successfully."),
         "{shown:?}"
