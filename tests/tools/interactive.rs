@@ -25,6 +25,7 @@ struct Terminal {
 }
 
 impl Terminal {
+    /// `apoppasswd args...` run by `user` on a new pty.
     fn spawn(world: &World, user: &User, args: &[&str]) -> Terminal {
         let pty = nix::pty::openpty(None, None).unwrap();
         if crate::harness::is_root() {
@@ -239,5 +240,33 @@ fn ctrl_c_at_the_prompt_restores_the_terminal_and_changes_nothing() {
     );
     assert!(echo, "the terminal was left without echo");
     assert!(!shown.contains("half"), "{shown:?}");
+    assert!(!alice.apop().exists());
+}
+
+#[test]
+fn root_sets_another_users_password_at_its_terminal() {
+    use std::os::unix::fs::MetadataExt;
+    if !crate::harness::needs_root("root_sets_another_users_password_at_its_terminal") {
+        return;
+    }
+    let mut world = World::new();
+    let alice = world.add_user("alice");
+    let root = User {
+        name: "root".into(),
+        uid: 0,
+        gid: 0,
+        home: world.path().to_path_buf(),
+    };
+    let mut term = Terminal::spawn(&world, &root, &["--ext", "pop", "alice"]);
+    term.wait_for_prompt("Enter APOP Password: ", 1);
+    term.type_line(PASSWORD);
+    term.wait_for_prompt("Again APOP Password: ", 1);
+    term.type_line(PASSWORD);
+    let (code, shown) = term.finish();
+    assert_eq!(code, 0, "{shown:?}");
+    assert!(!shown.contains("correct"), "{shown:?}");
+    let file = alice.home.join(".apop-pop");
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), alice.uid);
+    assert!(world.verifies("alice-pop", PASSWORD));
     assert!(!alice.apop().exists());
 }
