@@ -1,14 +1,14 @@
 //! apoppasswd: set, generate, check, show or delete a mail-only POP password.
 //!
 //! One invocation targets one address (an account, or `user-EXT` with `--ext`), chosen and
-//! authorised in one place, [`Target::resolve`]: no USER means the caller's own account; another
+//! authorised in one place, `Target::resolve`: no USER means the caller's own account; another
 //! account needs root. A user on the disable list may not set a password (root may). Passwords
 //! never come from argv: from the terminal (`/dev/tty`, no echo), or the first line of stdin.
 //! `--batch` (root) validates every line before it writes anything. All file work is done by
 //! [`crate::store`], as the account.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,7 +43,14 @@ pub fn command() -> Command {
              the command line: use --stdin in scripts.\n\n\
              USER defaults to the caller's own account; naming another account needs root. \
              USER may also be written USER-EXT (with the configured ext_delimiter). An account \
-             disabled with deapop(8) cannot set a new password unless root does it.",
+             disabled with deapop(8) cannot set a new password unless root does it.\n\n\
+             --batch (root) reads \"user:password\" lines from standard input: the first colon \
+             ends the user (the password may contain colons), user may be USER-EXT, a CR before \
+             the newline is dropped and blank lines are skipped. Every line is checked first \
+             (the account exists, the extension is valid, the password meets the policy, no \
+             address appears twice, an existing store file is safe to replace); if any line is \
+             bad, each bad line is reported by number, never with its password, and nothing is \
+             written.",
         )
         .after_help(
             "Exit status:\n  \
@@ -259,10 +266,29 @@ fn set(ctx: &Context, target: &Target, from_stdin: bool) -> anyhow::Result<ExitC
 }
 
 /// Reads a password on the terminal (`/dev/tty`) without echo.
+///
+/// rpassword answers Ctrl-C by raising SIGINT while the terminal is still without echo, which
+/// would leave the user's terminal that way. With SIGINT ignored for the read it returns
+/// instead and restores the terminal; then the process dies of SIGINT as the user asked.
 fn prompt(text: &str) -> anyhow::Result<Secret> {
-    let typed = rpassword::prompt_password(text)
-        .map_err(|e| Error::io("/dev/tty", e))
-        .context("cannot read a password from the terminal (use --stdin without one)")?;
+    use nix::sys::signal::{raise, signal, SigHandler, Signal};
+    // SAFETY: SigIgn installs no handler code; the previous disposition is put back below.
+    let previous = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }
+        .map_err(|e| Error::io("SIGINT", e.into()))?;
+    let typed = rpassword::prompt_password(text);
+    // SAFETY: puts back the disposition found above (this program installs no handler).
+    let _ = unsafe { signal(Signal::SIGINT, previous) };
+    let typed = match typed {
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            let _ = raise(Signal::SIGINT);
+            // Still here: SIGINT was ignored by whoever started us.
+            return Err(anyhow::Error::new(Error::io("/dev/tty", e))
+                .context("interrupted; nothing was changed"));
+        }
+        other => other
+            .map_err(|e| Error::io("/dev/tty", e))
+            .context("cannot read a password from the terminal (use --stdin without one)")?,
+    };
     Ok(Secret::new(typed.into_bytes()))
 }
 
@@ -441,31 +467,148 @@ fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
         eprintln!("{TOOL}: {} bad line(s); nothing was written", errors.len());
         return Ok(ExitCode::from(exit_code(first)));
     }
-    let mut failed = Vec::new();
-    for entry in &entries {
-        let account = &entry.login.account;
-        let written = store::write(
-            account,
-            entry.login.ext.as_deref(),
-            entry.secret,
-            &ctx.caller.name,
-            ctx.config.lock_wait,
-        );
-        if let Err(e) = written {
-            let e = line_error(entry.line, e);
-            eprintln!("{TOOL}: {}", cli::message(&e));
-            failed.push(e);
-        }
+    let mut failed = write_entries(ctx, &entries);
+    failed.sort_by_key(|f| f.line);
+    for f in &failed {
+        eprintln!("{TOOL}: {}", f.message);
     }
-    let written = entries.len() - failed.len();
+    let written = entries.len() - failed.iter().filter(|f| f.line > 0).count();
     cli::print(format!("Updated {written} APOP password(s).\n"))?;
     match failed.first() {
         Some(first) => {
             eprintln!("{TOOL}: {} line(s) failed", failed.len());
-            Ok(ExitCode::from(exit_code(first)))
+            Ok(ExitCode::from(first.code))
         }
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// A batch write that failed. `line` 0: a writer process that died (its lines are unknown).
+struct Failure {
+    line: usize,
+    code: u8,
+    /// The full text, `line N: ...`; never a secret.
+    message: String,
+}
+
+/// Most processes that write one batch at once.
+const BATCH_WRITERS: usize = 8;
+/// Fewer entries than this per writer are not worth another process.
+const ENTRIES_PER_WRITER: usize = 64;
+
+/// Writes every entry, sharing them among up to [`BATCH_WRITERS`] forked processes. A write is
+/// bound by its two fsyncs, which the file system commits together when they come at once;
+/// threads cannot share the work, because the effective uid that [`store::write`] switches
+/// (as the account) belongs to the whole process.
+fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, pipe, ForkResult};
+    let writers = entries
+        .len()
+        .div_ceil(ENTRIES_PER_WRITER)
+        .clamp(1, BATCH_WRITERS);
+    if writers == 1 {
+        return write_share(ctx, entries, 0, 1);
+    }
+    let mut failures = Vec::new();
+    let mut children = Vec::new();
+    for share in 0..writers {
+        let forked = pipe().and_then(|(read, write)| {
+            // SAFETY: the process is single-threaded here (the pipe readers start after the
+            // last fork), so the child inherits no lock held by another thread. The child only
+            // writes its share and leaves with _exit.
+            match unsafe { fork() }? {
+                ForkResult::Child => {
+                    drop(read);
+                    let mut report = std::fs::File::from(write);
+                    let sent = write_share(ctx, entries, share, writers).iter().all(|f| {
+                        let text = f.message.replace('\n', " ");
+                        writeln!(report, "{} {} {text}", f.line, f.code).is_ok()
+                    });
+                    // SAFETY: _exit ends the child without running atexit handlers or flushing
+                    // stdio buffers inherited from the parent (which has printed nothing yet).
+                    unsafe { nix::libc::_exit(if sent { 0 } else { 1 }) }
+                }
+                ForkResult::Parent { child } => Ok((child, std::fs::File::from(read))),
+            }
+        });
+        match forked {
+            Ok(child) => children.push(child),
+            // No process for this share: write it here.
+            Err(_) => failures.extend(write_share(ctx, entries, share, writers)),
+        }
+    }
+    let readers: Vec<_> = children
+        .into_iter()
+        .map(|(pid, mut report)| {
+            let reader = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = report.read_to_string(&mut text);
+                text
+            });
+            (pid, reader)
+        })
+        .collect();
+    for (pid, reader) in readers {
+        let text = reader.join().unwrap_or_default();
+        for row in text.lines() {
+            let mut fields = row.splitn(3, ' ');
+            let line = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+            let code = fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(exit::SYSTEM);
+            let message = fields.next().unwrap_or_default().to_string();
+            failures.push(Failure {
+                line,
+                code,
+                message,
+            });
+        }
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => {}
+            other => failures.push(Failure {
+                line: 0,
+                code: exit::SYSTEM,
+                message: format!(
+                    "writer process {pid} failed ({other:?}); some of its lines may be unwritten"
+                ),
+            }),
+        }
+    }
+    failures
+}
+
+/// Writes entries `share`, `share + writers`, ... and returns the failures.
+fn write_share(
+    ctx: &Context,
+    entries: &[BatchEntry],
+    share: usize,
+    writers: usize,
+) -> Vec<Failure> {
+    entries
+        .iter()
+        .skip(share)
+        .step_by(writers)
+        .filter_map(|entry| {
+            store::write(
+                &entry.login.account,
+                entry.login.ext.as_deref(),
+                entry.secret,
+                &ctx.caller.name,
+                ctx.config.lock_wait,
+            )
+            .err()
+            .map(|e| {
+                let e = line_error(entry.line, e);
+                Failure {
+                    line: entry.line,
+                    code: exit_code(&e),
+                    message: cli::message(&e),
+                }
+            })
+        })
+        .collect()
 }
 
 fn line_error(line: usize, e: Error) -> anyhow::Error {

@@ -1,7 +1,8 @@
 //! cli: what apoppasswd and deapop share at their edges.
 //!
 //! - [`finish`]: an error prints once, as `tool: {err:#}`, and becomes the exit status of the
-//!   first library error in its chain; a closed stdout (EPIPE) is not an error.
+//!   first library error in its chain.
+//! - [`print`]: all standard output; a closed stdout (EPIPE) is not an error.
 //! - [`Context`]: the configuration, the one account lookup and the caller (who runs the tool,
 //!   from the real uid), loaded once per run.
 //! - [`read_line_secret`]: a password from the first line of stdin (never from argv).
@@ -13,14 +14,13 @@ use std::process::ExitCode;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
-use crate::error::{exit, exit_code, Error, Result};
+use crate::error::{exit_code, Error, Result};
 use crate::store::{Secret, MAX_SECRET_LEN};
 
 /// Turns a tool's result into its exit status, printing an error once on stderr.
 pub fn finish(tool: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
-        Err(err) if is_broken_pipe(&err) => ExitCode::from(exit::OK),
         Err(err) => {
             eprintln!("{tool}: {}", message(&err));
             ExitCode::from(exit_code(&err))
@@ -43,12 +43,6 @@ pub fn message(err: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
-}
-
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<io::Error>())
-        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
 /// Writes `bytes` to stdout. A reader that went away (EPIPE) is not an error: the output is
@@ -109,16 +103,11 @@ impl Context {
 
     /// Refuses anyone but root, saying what only root may do.
     pub fn require_root(&self, what: &str) -> Result<()> {
-        require_root(&self.caller, what)
-    }
-}
-
-/// Refuses anyone but root (by real uid), saying what only root may do.
-pub fn require_root(caller: &Caller, what: &str) -> Result<()> {
-    if caller.is_root() {
-        Ok(())
-    } else {
-        Err(Error::NotPermitted(format!("only root may {what}")))
+        if self.caller.is_root() {
+            Ok(())
+        } else {
+            Err(Error::NotPermitted(format!("only root may {what}")))
+        }
     }
 }
 

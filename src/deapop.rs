@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{value_parser, Arg, ArgAction, Command};
 
-use crate::accounts::{validate_user, Account};
+use crate::accounts::Account;
 use crate::cli::{self, Context};
 use crate::disable::{DisableList, Mark};
 use crate::error::{exit_code, Error, Result};
@@ -131,21 +131,17 @@ fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
     let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
         Ok(accounts
             .iter()
-            .map(|a| {
-                let mark = Mark {
-                    since,
-                    by: ctx.caller.name.clone(),
-                };
-                if list.insert(&a.name, mark) {
+            .map(|a| match list.get(&a.name) {
+                Some(old) => format!(
+                    "{}: already disabled since {} by {}\n",
+                    a.name,
+                    cli::utc(old.since),
+                    old.by
+                ),
+                None => {
+                    let by = ctx.caller.name.clone();
+                    list.insert(&a.name, Mark { since, by });
                     format!("{}: disabled\n", a.name)
-                } else {
-                    let old = list.get(&a.name).expect("just found");
-                    format!(
-                        "{}: already disabled since {} by {}\n",
-                        a.name,
-                        cli::utc(old.since),
-                        old.by
-                    )
                 }
             })
             .collect::<String>())
@@ -159,7 +155,6 @@ fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
 fn enable(ctx: &Context, users: &[&str]) -> anyhow::Result<ExitCode> {
     let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
         for user in users {
-            validate_user(user)?;
             match ctx.accounts.by_name(user) {
                 Err(Error::UnknownUser(_)) if list.contains(user) => {}
                 Err(e) => return Err(e),

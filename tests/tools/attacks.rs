@@ -232,3 +232,41 @@ fn delete_removes_a_planted_link_not_its_target() {
         .success();
     assert!(world.verifies("alice", "a fresh password"));
 }
+
+#[test]
+fn purge_removes_planted_links_only_and_refuses_a_planted_lock() {
+    if !needs_root("purge_removes_planted_links_only_and_refuses_a_planted_lock") {
+        return;
+    }
+    let mut world = World::new();
+    let alice = world.add_user("alice");
+    let bob = world.add_user("bob");
+    let victim = world.path().join("victim");
+    std::fs::write(&victim, VICTIM_BYTES).unwrap();
+    let v = victim.to_str().unwrap();
+    plant_as(&world, &alice, &["/bin/ln", "-s", v, ".apop"]);
+    plant_as(&world, &alice, &["/bin/ln", "-s", v, ".apop-work"]);
+    plant_as(&world, &bob, &["/bin/ln", "-s", v, ".apop.lock"]);
+    world
+        .apoppasswd()
+        .arg("--generate")
+        .arg("alice")
+        .run()
+        .fails(5, "symbolic link");
+
+    let out = world
+        .deapop()
+        .args(["--purge", "alice", "bob"])
+        .run()
+        .fails(5, "cannot purge bob: refusing to use");
+    assert!(out.stdout.contains("alice: removed "), "{out:#?}");
+    assert_eq!(listing(&alice.home), [".apop.lock"]);
+    assert_eq!(listing(&bob.home), [".apop.lock"]);
+    assert!(std::fs::symlink_metadata(bob.home.join(".apop.lock"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&victim).unwrap(), VICTIM_BYTES);
+    // Both are disabled even so: the marks come first.
+    assert!(world.is_disabled("alice") && world.is_disabled("bob"));
+}

@@ -11,14 +11,14 @@ fn password(i: usize) -> String {
 
 fn world_of(n: usize) -> (World, Vec<User>) {
     let mut world = World::new();
-    let names: Vec<String> = (0..n).map(|i| format!("user{i:04}")).collect();
+    let names: Vec<String> = (0..n).map(|i| format!("user{i:05}")).collect();
     let users = world.add_users(&names);
     (world, users)
 }
 
 fn input(n: usize) -> Vec<String> {
     (0..n)
-        .map(|i| format!("user{i:04}:{}", password(i)))
+        .map(|i| format!("user{i:05}:{}", password(i)))
         .collect()
 }
 
@@ -37,7 +37,7 @@ fn one_bad_line_in_a_thousand_writes_nothing() {
     let cases: [(usize, &str, i32, &str); 5] = [
         (
             517,
-            "user0516:tiny7",
+            "user00516:tiny7",
             7,
             "line 517: password rejected: the password is shorter than 8 characters",
         ),
@@ -55,9 +55,9 @@ fn one_bad_line_in_a_thousand_writes_nothing() {
         ),
         (
             3,
-            "user0000:the same user twice",
+            "user00000:the same user twice",
             7,
-            "line 3: password rejected: user0000 is also on line 1",
+            "line 3: password rejected: user00000 is also on line 1",
         ),
         (
             1000,
@@ -84,7 +84,7 @@ fn one_bad_line_in_a_thousand_writes_nothing() {
     }
     // Every bad line is reported, each by its number.
     let mut lines = input(USERS);
-    lines[9] = "user0009:short".into();
+    lines[9] = "user00009:short".into();
     lines[99] = "nobody:a long password".into();
     let out = world
         .apoppasswd()
@@ -105,7 +105,7 @@ fn a_thousand_good_lines_all_verify() {
     let (world, users) = world_of(USERS);
     let mut lines = input(USERS);
     lines.insert(500, String::new()); // blank lines are skipped
-    lines.push("user0002-work:the work address".into());
+    lines.push("user00002-work:the work address".into());
     let out = world
         .apoppasswd()
         .arg("--batch")
@@ -119,11 +119,11 @@ fn a_thousand_good_lines_all_verify() {
     for (i, u) in users.iter().enumerate() {
         assert!(world.verifies(&u.name, &password(i)), "{}", u.name);
     }
-    assert!(world.verifies("user0002-work", "the work address"));
-    assert!(!world.verifies("user0003", &password(4)));
+    assert!(world.verifies("user00002-work", "the work address"));
+    assert!(!world.verifies("user00003", &password(4)));
     let status = world
         .apoppasswd()
-        .args(["--status", "user0999"])
+        .args(["--status", "user00999"])
         .run()
         .success()
         .stdout;
@@ -145,7 +145,85 @@ fn batch_refuses_an_unsafe_store_before_writing_anything() {
         .run()
         .fails(5, "line 8: refusing to use");
     assert!(out.stderr.contains("symbolic link"), "{out:#?}");
-    for u in users.iter().filter(|u| u.name != "user0007") {
+    for u in users.iter().filter(|u| u.name != "user00007") {
         assert!(!u.apop().exists(), "{} was written", u.name);
+    }
+}
+
+#[test]
+fn write_failures_after_validation_are_reported_by_line() {
+    if !needs_root("write_failures_after_validation_are_reported_by_line") {
+        return;
+    }
+    let (world, users) = world_of(USERS);
+    // Homes their accounts cannot write: validation passes (no store file yet), writing fails.
+    let broken = [4usize, 333, 998];
+    for &i in &broken {
+        std::os::unix::fs::chown(&users[i].home, Some(0), Some(0)).unwrap();
+    }
+    let out = world
+        .apoppasswd()
+        .arg("--batch")
+        .stdin(input(USERS).join("\n"))
+        .run()
+        .fails(10, "line 5: ");
+    assert_eq!(
+        out.stdout,
+        format!("Updated {} APOP password(s).\n", USERS - 3)
+    );
+    let reported: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Permission denied"))
+        .collect();
+    assert_eq!(reported.len(), 3, "{out:#?}");
+    for (&i, line) in broken.iter().zip(&reported) {
+        assert!(
+            line.starts_with(&format!("apoppasswd: line {}: ", i + 1)),
+            "{line}"
+        );
+    }
+    assert!(out.stderr.contains("3 line(s) failed"), "{out:#?}");
+    for (i, u) in users.iter().enumerate() {
+        assert_eq!(
+            world.verifies(&u.name, &password(i)),
+            !broken.contains(&i),
+            "{}",
+            u.name
+        );
+    }
+}
+
+#[test]
+fn ten_thousand_accounts_in_one_batch() {
+    if !needs_root("ten_thousand_accounts_in_one_batch") {
+        return;
+    }
+    const MANY: usize = 10_000;
+    let (world, users) = world_of(MANY);
+    let out = world
+        .apoppasswd()
+        .arg("--batch")
+        .stdin(input(MANY).join("\n"))
+        .run()
+        .success();
+    assert_eq!(out.stdout, format!("Updated {MANY} APOP password(s).\n"));
+    for u in &users {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(u.apop()).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o7777),
+            (u.uid, 0o600),
+            "{}",
+            u.name
+        );
+    }
+    for i in (0..MANY).step_by(97) {
+        assert!(
+            world.verifies(&users[i].name, &password(i)),
+            "{}",
+            users[i].name
+        );
+        assert!(!world.verifies(&users[i].name, &password(i + 1)));
     }
 }

@@ -205,3 +205,46 @@ fn deapop_usage_errors_exit_2() {
         assert_eq!(out.code, 2, "{args:?}: {out:#?}");
     }
 }
+
+#[test]
+fn an_unsafe_disable_list_is_refused() {
+    if !needs_root("an_unsafe_disable_list_is_refused") {
+        return;
+    }
+    let mut world = World::new();
+    let alice = world.add_user("alice");
+    let etc = world.disabled.parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&etc).unwrap();
+    let elsewhere = world.path().join("elsewhere");
+    std::fs::write(&elsewhere, "").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &world.disabled).unwrap();
+    world
+        .deapop()
+        .arg("alice")
+        .run()
+        .fails(5, "it is a symbolic link");
+    world
+        .apoppasswd()
+        .arg("--stdin")
+        .stdin("a long password\n")
+        .user(&alice)
+        .run()
+        .fails(5, "it is a symbolic link");
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), b"");
+    // A list its users could write is not trusted either.
+    std::fs::remove_file(&world.disabled).unwrap();
+    std::fs::write(&world.disabled, "").unwrap();
+    std::fs::set_permissions(&world.disabled, crate::harness::perm(0o666)).unwrap();
+    world
+        .deapop()
+        .arg("--list")
+        .run()
+        .fails(5, "its mode is 0666");
+    world
+        .apoppasswd()
+        .arg("--generate")
+        .user(&alice)
+        .run()
+        .fails(5, "its mode is 0666");
+    assert!(!alice.apop().exists());
+}

@@ -25,6 +25,7 @@ struct Terminal {
 }
 
 impl Terminal {
+    /// `apoppasswd args...` run by `user` on a new pty.
     fn spawn(world: &World, user: &User, args: &[&str]) -> Terminal {
         let pty = nix::pty::openpty(None, None).unwrap();
         if crate::harness::is_root() {
@@ -113,11 +114,22 @@ impl Terminal {
     }
 
     /// Waits for the child to exit and the terminal to drain; exit code and everything shown.
-    fn finish(mut self) -> (i32, String) {
+    fn finish(self) -> (i32, String) {
+        let (status, text, _) = self.finish_status();
+        (status.code().expect("exited, not killed"), text)
+    }
+
+    /// The child's whole exit status, what it showed, and whether the terminal it left behind
+    /// echoes again.
+    fn finish_status(mut self) -> (std::process::ExitStatus, String, bool) {
         let status = wait_deadline(&mut self.child);
         self.reader.join().unwrap();
         let text = String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned();
-        (status.code().unwrap(), text)
+        let echo = tcgetattr(&self.master)
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ECHO);
+        (status, text, echo)
     }
 }
 
@@ -130,8 +142,9 @@ fn prompts_twice_without_echo_and_sets_the_password() {
     term.type_line(PASSWORD);
     term.wait_for_prompt("Again APOP Password: ", 1);
     term.type_line(PASSWORD);
-    let (code, shown) = term.finish();
-    assert_eq!(code, 0, "terminal showed: {shown:?}");
+    let (status, shown, echo) = term.finish_status();
+    assert_eq!(status.code(), Some(0), "terminal showed: {shown:?}");
+    assert!(echo, "the terminal was left without echo");
     assert!(
         shown.contains("Updated APOP password successfully."),
         "{shown:?}"
@@ -208,5 +221,52 @@ fn a_too_short_password_is_refused_after_the_first_prompt() {
     assert_eq!(code, 7, "{shown:?}");
     assert!(shown.contains("shorter than 8"), "{shown:?}");
     assert!(!shown.contains("Again"), "{shown:?}");
+    assert!(!alice.apop().exists());
+}
+
+#[test]
+fn ctrl_c_at_the_prompt_restores_the_terminal_and_changes_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut world = World::new();
+    let alice = world.me("alice");
+    let mut term = Terminal::spawn(&world, &alice, &[]);
+    term.wait_for_prompt("Enter APOP Password: ", 1);
+    term.master.write_all(b"half typed\x03").unwrap();
+    let (status, shown, echo) = term.finish_status();
+    assert_eq!(
+        status.signal(),
+        Some(nix::libc::SIGINT),
+        "{status:?}: {shown:?}"
+    );
+    assert!(echo, "the terminal was left without echo");
+    assert!(!shown.contains("half"), "{shown:?}");
+    assert!(!alice.apop().exists());
+}
+
+#[test]
+fn root_sets_another_users_password_at_its_terminal() {
+    use std::os::unix::fs::MetadataExt;
+    if !crate::harness::needs_root("root_sets_another_users_password_at_its_terminal") {
+        return;
+    }
+    let mut world = World::new();
+    let alice = world.add_user("alice");
+    let root = User {
+        name: "root".into(),
+        uid: 0,
+        gid: 0,
+        home: world.path().to_path_buf(),
+    };
+    let mut term = Terminal::spawn(&world, &root, &["--ext", "pop", "alice"]);
+    term.wait_for_prompt("Enter APOP Password: ", 1);
+    term.type_line(PASSWORD);
+    term.wait_for_prompt("Again APOP Password: ", 1);
+    term.type_line(PASSWORD);
+    let (code, shown) = term.finish();
+    assert_eq!(code, 0, "{shown:?}");
+    assert!(!shown.contains("correct"), "{shown:?}");
+    let file = alice.home.join(".apop-pop");
+    assert_eq!(std::fs::metadata(&file).unwrap().uid(), alice.uid);
+    assert!(world.verifies("alice-pop", PASSWORD));
     assert!(!alice.apop().exists());
 }

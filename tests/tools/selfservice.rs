@@ -4,6 +4,13 @@
 
 use crate::harness::World;
 
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 #[test]
 fn stdin_set_check_status_delete() {
     let mut world = World::new();
@@ -19,6 +26,7 @@ fn stdin_set_check_status_delete() {
     run(&["--status"], "").fails(9, "");
     run(&["--check", "--stdin"], "whatever1\n").fails(1, "no APOP password is set");
 
+    let before = now();
     let out = run(
         &["--stdin"],
         "pass:word with spaces\r\nsecond line ignored\n",
@@ -38,17 +46,27 @@ fn stdin_set_check_status_delete() {
     assert!(status.contains(" UTC by alice\n"), "{status}");
     assert!(status.contains("disabled:   no\n"), "{status}");
     assert!(status.contains("extensions: none\n"), "{status}");
-    // The changed time is this run's (UTC, to the minute at least).
+    // The changed time is this run's: GNU date reads the printed UTC time back to seconds.
+    let after = now();
     let line = status.lines().find(|l| l.starts_with("changed:")).unwrap();
-    let date = line.split_whitespace().nth(1).unwrap();
-    let today = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
+    let printed: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(printed[3..], ["UTC", "by", "alice"], "{line}");
+    let back = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("{} {} UTC", printed[1], printed[2]),
+            "+%s",
+        ])
         .output()
         .unwrap();
-    assert_eq!(
-        date,
-        String::from_utf8_lossy(&today.stdout).trim(),
-        "{line}"
+    let back: u64 = String::from_utf8_lossy(&back.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (before..=after).contains(&back),
+        "{line}: {back} not in {before}..={after}"
     );
     assert!(
         !status.contains("pass:word"),
@@ -303,4 +321,67 @@ fn a_held_lock_means_busy() {
         .run()
         .success();
     assert!(world.verifies("alice", "the second password"));
+}
+
+#[test]
+fn the_configured_delimiter_names_extensions() {
+    let mut world = World::with_config("ext_delimiter = +\n");
+    let alice = world.me("alice");
+    let set = |address: &str, pw: &str| {
+        world
+            .apoppasswd()
+            .args(["--stdin", address])
+            .stdin(format!("{pw}\n"))
+            .user(&alice)
+            .run()
+    };
+    set("alice+tag", "tagged password").success();
+    set("alice-tag", "dashed password").fails(4, "unknown user \"alice-tag\"");
+    assert!(alice.home.join(".apop-tag").exists());
+    assert!(world.verifies("alice+tag", "tagged password"));
+    let status = world
+        .apoppasswd()
+        .args(["--status", "alice+tag"])
+        .user(&alice)
+        .run()
+        .success()
+        .stdout;
+    assert!(status.starts_with("address:    alice+tag\n"), "{status}");
+}
+
+#[test]
+fn a_legacy_apoptools_file_still_works() {
+    let mut world = World::new();
+    let alice = world.me("alice");
+    // imapext APOPtools kept the secret alone on the first line.
+    std::fs::write(alice.apop(), "tanstaafl\n").unwrap();
+    std::fs::set_permissions(alice.apop(), crate::harness::perm(0o600)).unwrap();
+    if crate::harness::is_root() {
+        std::os::unix::fs::chown(alice.apop(), Some(alice.uid), Some(alice.gid)).unwrap();
+    }
+    assert!(world.verifies("alice", "tanstaafl"));
+    let status = world
+        .apoppasswd()
+        .arg("--status")
+        .user(&alice)
+        .run()
+        .success()
+        .stdout;
+    assert!(status.contains("password:   set\n"), "{status}");
+    assert!(
+        status.contains("changed:    unknown time by unknown\n"),
+        "{status}"
+    );
+    // Setting a new one rewrites it in the current format.
+    world
+        .apoppasswd()
+        .arg("--stdin")
+        .stdin("a new password\n")
+        .user(&alice)
+        .run()
+        .success();
+    assert!(std::fs::read(alice.apop())
+        .unwrap()
+        .starts_with(b"apoptools-secret 1\n"));
+    assert!(world.verifies("alice", "a new password"));
 }
