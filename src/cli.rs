@@ -28,21 +28,9 @@ pub fn finish(tool: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
-/// `{err:#}`, except that a cause whose text its parent already ends with (a library I/O
-/// error shows its source) is not repeated.
+/// The one-line text of an error chain, as `{err:#}`.
 pub fn message(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if out.ends_with(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    format!("{err:#}")
 }
 
 /// Writes `bytes` to stdout. A reader that went away (EPIPE) is not an error: the output is

@@ -29,7 +29,10 @@ pub fn needs_root(test: &str) -> bool {
     if is_root() {
         true
     } else {
-        eprintln!("SKIPPED (needs root): {test}");
+        // Straight to fd 2, past the test runner's capture, so the skip shows without
+        // --nocapture.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
         false
     }
 }
