@@ -1,0 +1,95 @@
+//! Privilege: the serving process becomes the account for good before it touches mail; uid 0
+//! never logs in; a non-root ipop3d serves only its own uid.
+
+use crate::harness::{have_root, is_root, proc_ids, small_message, uniques, World};
+
+/// While a session is open after login, the ipop3d process's real, effective, saved (and fs)
+/// uids and gids are the account's, and its only group is the account's.
+#[test]
+fn session_runs_as_the_account_root() {
+    if !have_root("session_runs_as_the_account_root") {
+        return;
+    }
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("STAT");
+
+    let sessions = server.sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let (uids, gids, groups) = proc_ids(sessions[0]);
+    let a = &alice.account;
+    assert_eq!(uids, vec![a.uid; 4], "Uid: real, effective, saved, fs");
+    assert_eq!(gids, vec![a.gid; 4], "Gid: real, effective, saved, fs");
+    assert!(
+        groups.iter().all(|&g| g == a.gid),
+        "supplementary groups {groups:?}"
+    );
+    pop.ok("QUIT");
+
+    // APOP sessions drop too.
+    let mut pop = server.connect();
+    pop.apop(alice.name(), &alice.password);
+    let (uids, gids, _) = proc_ids(server.sessions()[0]);
+    assert_eq!((uids, gids), (vec![a.uid; 4], vec![a.gid; 4]));
+    pop.ok("QUIT");
+}
+
+/// An account with uid 0 never logs in, even with the right secret.
+#[test]
+fn uid0_account_never_logs_in_root() {
+    if !have_root("uid0_account_never_logs_in_root") {
+        return;
+    }
+    let mut w = World::new();
+    let toor = w.user_with_ids("toor", 0, 0);
+    let alice = w.user("alice");
+    let server = w.serve();
+    let mut pop = server.connect();
+    let reply = pop.cmd(&pop.apop_line(toor.name(), &toor.password));
+    assert!(reply.starts_with("-ERR"), "{reply:?}");
+    pop.ok(&format!("USER {}", toor.name()));
+    pop.err(&format!("PASS {}", toor.password));
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("QUIT");
+}
+
+/// Run as a non-root uid (as root: tcpserver started as alice; otherwise: the runner), ipop3d
+/// serves the accounts with that uid and refuses the others without touching their mail.
+#[test]
+fn non_root_server_serves_only_its_own_uid() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let a = alice.account.clone();
+    let bob = w.user_with_ids("bob", a.uid + 7, a.gid + 7);
+    let m = small_message(1);
+    w.deliver(&alice, &m);
+    let bob_name = w.deliver(&bob, &small_message(2));
+    let server = if is_root() {
+        w.serve_with(&[("INTRANET", "1")], Some(&a))
+    } else {
+        w.serve()
+    };
+    let mut pop = server.connect();
+    let line = pop.apop_line(bob.name(), &bob.password);
+    pop.err(&line);
+    let mut pop = server.connect();
+    pop.ok(&format!("USER {}", bob.name()));
+    pop.err(&format!("PASS {}", bob.password));
+
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("RETR 1");
+    assert_eq!(pop.multiline_raw(), crate::harness::retr_wire(&m));
+    pop.ok("QUIT");
+    server.wait_idle();
+    assert_eq!(uniques(&bob.maildir()), [bob_name].into_iter().collect());
+    let bob_new = std::fs::read_dir(bob.maildir().join("new"))
+        .unwrap()
+        .count();
+    assert_eq!(bob_new, 1, "bob's new/ untouched");
+}
