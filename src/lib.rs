@@ -24,5 +24,10 @@ pub mod error;
 pub mod privilege;
 pub mod store;
 
+pub mod maildir;
+pub mod pop3;
+pub mod session;
+
 pub mod apoppasswd;
 pub mod deapop;
+pub mod ipop3d;
