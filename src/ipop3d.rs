@@ -10,7 +10,8 @@
 //! - The idle timeout (`timeout`) is enforced with poll(2) before every read; on expiry the
 //!   client gets `-ERR [SYS/TEMP]` and nothing is deleted.
 //! - Replies go out in one write per batch of pipelined commands, and TCP_NODELAY is set on a
-//!   TCP socket, so small replies never wait on Nagle's algorithm.
+//!   TCP socket, so small replies never wait on Nagle's algorithm. A client that stops reading
+//!   is dropped after `timeout` too (SO_SNDTIMEO), deleting nothing.
 //! - Log lines go to stderr, one per event: `ipop3d: <event> remote=<ip> key=value...`. They
 //!   never hold a secret, a password or a digest; user names are escaped and capped.
 
@@ -127,7 +128,7 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
         max_auth_failures: config.max_auth_failures,
         timestamp: timestamp(&hostname(&config)),
     };
-    set_nodelay();
+    set_socket_options(config.timeout);
     let auth = SystemAuth {
         config: &config,
         accounts,
@@ -257,13 +258,15 @@ fn log_line(event: &str, remote: &str, fields: &str) {
     let _ = io::stderr().write_all(line.as_bytes());
 }
 
-/// TCP_NODELAY on standard output when it is a TCP socket; anything else is left alone.
-fn set_nodelay() {
-    let _ = nix::sys::socket::setsockopt(
-        &io::stdout().as_fd(),
-        nix::sys::socket::sockopt::TcpNoDelay,
-        &true,
-    );
+/// On a socket at standard output: TCP_NODELAY (TCP only) and a send timeout of `timeout`, so a
+/// client that stops reading cannot hold the process forever. Anything else (a pipe in tests,
+/// ENOTSOCK) is left alone.
+fn set_socket_options(timeout: Duration) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let stdout = io::stdout();
+    let _ = setsockopt(&stdout.as_fd(), sockopt::TcpNoDelay, &true);
+    let limit = nix::sys::time::TimeVal::new(timeout.as_secs().min(i32::MAX as u64) as _, 0);
+    let _ = setsockopt(&stdout.as_fd(), sockopt::SendTimeout, &limit);
 }
 
 /// Standard input with the idle timeout: poll(2) before each read; expiry is `TimedOut`.

@@ -57,6 +57,8 @@ pub struct Message {
     /// Octets RETR sends before dot-stuffing.
     pub size: u64,
     pub deleted: bool,
+    /// The delivery time the name starts with (sort key).
+    delivered: u64,
 }
 
 /// What [`Maildrop::open`] did, for the log.
@@ -131,6 +133,7 @@ impl Maildrop {
                 without_size.push(name.clone());
             }
             messages.push(Message {
+                delivered: delivery_time(&name),
                 name,
                 uid,
                 size: size.unwrap_or(0),
@@ -150,10 +153,7 @@ impl Maildrop {
                     || sizes.contains_key(&m.name)
             });
         }
-        messages.sort_by(|a, b| {
-            let (ka, kb) = (delivery_time(&a.name), delivery_time(&b.name));
-            ka.cmp(&kb).then_with(|| a.name.cmp(&b.name))
-        });
+        messages.sort_unstable_by(|a, b| (a.delivered, &a.name).cmp(&(b.delivered, &b.name)));
         Ok(Maildrop {
             cur,
             messages,
@@ -379,15 +379,18 @@ fn move_new(new: &Path, cur: &Path) -> Result<usize> {
             continue;
         }
         let from = new.join(&name);
-        let file = match File::open(&from) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&from, e)),
+        // A file that vanished, cannot be read or is not a regular file stays where it is
+        // and is not listed; the rest of the maildrop is still served.
+        let Ok(file) = File::open(&from) else {
+            continue;
         };
-        if !file.metadata().map_err(|e| Error::io(&from, e))?.is_file() {
+        let Ok(meta) = file.metadata() else { continue };
+        if !meta.is_file() {
             continue;
         }
-        let (len, wire) = measure(file).map_err(|e| Error::io(&from, e))?;
+        let Ok((len, wire)) = measure(file) else {
+            continue;
+        };
         let fields = NameFields::parse(name.as_bytes());
         let mut to_name = fields.unique.to_vec();
         to_name.extend_from_slice(format!(",S={len},W={wire}:2,").as_bytes());
@@ -398,7 +401,16 @@ fn move_new(new: &Path, cur: &Path) -> Result<usize> {
                 // The link is the move; a failed unlink only leaves a duplicate in new/.
                 let _ = std::fs::remove_file(&from);
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // An earlier session linked it and died before the unlink: same file, so
+                // finish the move; a different file of the same name stays in new/.
+                let same = std::fs::symlink_metadata(&to)
+                    .is_ok_and(|t| t.dev() == meta.dev() && t.ino() == meta.ino());
+                if same {
+                    let _ = std::fs::remove_file(&from);
+                }
+                continue;
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             // File systems without hard links: rename, but never over an existing name.
             Err(_) if !to.exists() => match std::fs::rename(&from, &to) {
@@ -636,9 +648,41 @@ mod tests {
         // The second scan takes every size from a name or the cache: nothing is measured.
         let cache = std::fs::read(d.join(SIZE_CACHE)).unwrap();
         assert!(cache.starts_with(CACHE_HEADER));
+        // Growing every file proves it: the sizes reported are still the recorded ones.
+        for name in names(d, "cur") {
+            std::fs::write(d.join("cur").join(name), [b'x'; 100]).unwrap();
+        }
         let again = Maildrop::open(d).unwrap();
         assert_eq!(again.report, ScanReport::default());
         assert_eq!(again.stat(), (4, 26));
+        std::mem::drop(again);
+        // A cache entry for a file that is gone is dropped, and a damaged cache is only a
+        // cache: the sizes are measured again.
+        std::fs::remove_file(d.join("cur/999999999.1.host:2,S")).unwrap();
+        let third = Maildrop::open(d).unwrap();
+        assert!(third.report.cache_written);
+        assert_eq!(third.report.measured, 0);
+        std::mem::drop(third);
+        std::fs::write(d.join(SIZE_CACHE), b"garbage\n").unwrap();
+        let fourth = Maildrop::open(d).unwrap();
+        assert_eq!(fourth.report.measured, 1);
+        assert_eq!(fourth.stat(), (3, 4 + 102 + 6));
+    }
+
+    #[test]
+    fn interrupted_move_is_finished_once() {
+        let dir = maildir();
+        let d = dir.path();
+        std::fs::write(d.join("new/1700000000.1.h"), b"m\n").unwrap();
+        // As if an earlier session linked the file into cur/ and died before the unlink.
+        std::fs::hard_link(
+            d.join("new/1700000000.1.h"),
+            d.join("cur/1700000000.1.h,S=2,W=3:2,"),
+        )
+        .unwrap();
+        let md = Maildrop::open(d).unwrap();
+        assert_eq!(md.stat(), (1, 3));
+        assert!(names(d, "new").is_empty());
     }
 
     #[test]

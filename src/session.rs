@@ -974,6 +974,94 @@ mod tests {
         assert_eq!(writes.borrow().len(), 2, "{:?}", writes.borrow());
     }
 
+    /// Hands out its bytes `size` at a time.
+    struct Chunks<'b> {
+        bytes: &'b [u8],
+        size: usize,
+    }
+
+    impl Read for Chunks<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.size.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn every_input_chunk_size_gives_the_same_session() {
+        let input =
+            b"CAPA\nUSER alice\r\nPASS open sesame\r\nLIST\r\nUIDL 1\r\nRETR 1\nTOP 1 1\r\n\
+                      DELE 1\r\nBOGUS\r\nSTAT\r\nRSET\r\nQUIT\r\n";
+        let mut want: Option<String> = None;
+        for size in 1..=input.len() {
+            let dir = maildir(&[("1700000001.1.h", M1)]);
+            let r = run_with(dir.path(), settings(true), Chunks { bytes: input, size });
+            assert_eq!(r.summary.end, End::Quit);
+            match &want {
+                None => want = Some(r.out),
+                Some(w) => assert_eq!(&r.out, w, "chunk size {size}"),
+            }
+        }
+        assert!(want
+            .unwrap()
+            .ends_with("+OK Mailbox reset, 1 messages\r\n+OK Sayonara\r\n"));
+    }
+
+    #[test]
+    fn large_message_streams_in_bounded_pieces() {
+        // 3 MiB of bare-LF lines, some starting with a dot.
+        let mut body = Vec::new();
+        for i in 0..100_000 {
+            body.extend_from_slice(if i % 7 == 0 {
+                b".dotted line here.....\n"
+            } else {
+                b"an ordinary line, 24 b\n"
+            });
+        }
+        let dir = maildir(&[("1700000001.1.h", &body)]);
+        /// Records the largest single write.
+        struct Largest(usize, Vec<u8>);
+        impl Write for Largest {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0 = self.0.max(buf.len());
+                self.1.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = Largest(0, Vec::new());
+        let mut log = |_: &str, _: &str| {};
+        let auth = FakeAuth {
+            maildir: dir.path().to_path_buf(),
+            seen: Rc::default(),
+        };
+        let input = &b"USER alice\r\nPASS open sesame\r\nRETR 1\r\nQUIT\r\n"[..];
+        let summary = Session::new(settings(true), auth, &mut log).run(input, &mut out);
+        assert_eq!(summary.end, End::Quit);
+        assert!(out.0 <= 3 * maildir::CHUNK, "a write of {} bytes", out.0);
+        let text = out.1;
+        let start = text.windows(8).position(|w| w == b"octets\r\n").unwrap() + 8;
+        let end = text.len() - b".\r\n+OK Sayonara\r\n".len();
+        let mut unstuffed = Vec::new();
+        for line in text[start..end].split_inclusive(|&b| b == b'\n') {
+            unstuffed.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        }
+        let want: Vec<u8> = body
+            .split_inclusive(|&b| b == b'\n')
+            .flat_map(|l| [&l[..l.len() - 1], b"\r\n"].concat())
+            .collect();
+        assert_eq!(unstuffed.len(), want.len());
+        assert!(unstuffed == want);
+        let size_line = format!("+OK {} octets\r\n", want.len());
+        assert!(text
+            .windows(size_line.len())
+            .any(|w| w == size_line.as_bytes()));
+    }
+
     #[test]
     fn sanitize_escapes_and_caps() {
         assert_eq!(sanitize("alice"), "alice");
