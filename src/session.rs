@@ -252,7 +252,11 @@ impl<'a, A: Authenticator> Session<'a, A> {
             }
             match input.read(&mut chunk) {
                 Ok(0) => end = Some(End::Closed),
-                Ok(n) => parser.feed(&chunk[..n]),
+                Ok(n) => {
+                    parser.feed(&chunk[..n]);
+                    // The bytes may hold a password; the parser keeps what it needs.
+                    chunk[..n].iter_mut().for_each(|b| *b = 0);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
@@ -322,7 +326,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
                     (self.log)(
                         "login",
                         &format!(
-                            "user={} method=user result=fail reason=plaintext-not-allowed",
+                            "user={} method=user result=fail reason=\"plaintext not allowed\"",
                             sanitize(&name)
                         ),
                     );
