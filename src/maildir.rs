@@ -204,7 +204,7 @@ impl Maildrop {
     pub fn open_message(&mut self, msg: u32) -> io::Result<Option<File>> {
         let index = msg as usize - 1;
         let path = self.cur.join(&self.messages[index].name);
-        match File::open(&path) {
+        match open_regular(&path) {
             Ok(f) => return Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -213,7 +213,7 @@ impl Maildrop {
             return Ok(None);
         };
         self.messages[index].name = name;
-        match File::open(self.cur.join(&self.messages[index].name)) {
+        match open_regular(&self.cur.join(&self.messages[index].name)) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -368,6 +368,21 @@ pub fn measure(mut r: impl Read) -> io::Result<(u64, u64)> {
     Ok((len, len + bare_lf + unterminated))
 }
 
+/// Opens a message file for reading. A FIFO or device planted in the Maildir must not hang
+/// the session, so the open does not block and anything but a regular file counts as gone
+/// (`NotFound`).
+fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    Ok(file)
+}
+
 /// Moves every message in `new/` to `cur/` with its sizes in the name; returns how many.
 fn move_new(new: &Path, cur: &Path) -> Result<usize> {
     let mut moved = 0;
@@ -381,13 +396,10 @@ fn move_new(new: &Path, cur: &Path) -> Result<usize> {
         let from = new.join(&name);
         // A file that vanished, cannot be read or is not a regular file stays where it is
         // and is not listed; the rest of the maildrop is still served.
-        let Ok(file) = File::open(&from) else {
+        let Ok(file) = open_regular(&from) else {
             continue;
         };
         let Ok(meta) = file.metadata() else { continue };
-        if !meta.is_file() {
-            continue;
-        }
         let Ok((len, wire)) = measure(file) else {
             continue;
         };
@@ -443,7 +455,7 @@ fn cached_sizes(
             used += 1;
             continue;
         }
-        let measured = File::open(cur.join(name)).and_then(measure);
+        let measured = open_regular(&cur.join(name)).and_then(measure);
         if let Ok((_, wire)) = measured {
             sizes.insert(name.clone(), wire);
             report.measured += 1;
@@ -667,6 +679,20 @@ mod tests {
         let fourth = Maildrop::open(d).unwrap();
         assert_eq!(fourth.report.measured, 1);
         assert_eq!(fourth.stat(), (3, 4 + 102 + 6));
+    }
+
+    #[test]
+    fn fifos_and_directories_are_not_messages() {
+        let dir = maildir();
+        let d = dir.path();
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        nix::unistd::mkfifo(&d.join("new/1700000000.fifo.h"), mode).unwrap();
+        nix::unistd::mkfifo(&d.join("cur/1700000001.fifo.h:2,"), mode).unwrap();
+        std::fs::create_dir(d.join("cur/1700000002.dir.h:2,")).unwrap();
+        std::fs::write(d.join("new/1700000003.ok.h"), b"ok\n").unwrap();
+        let md = Maildrop::open(d).unwrap();
+        let uids: Vec<&str> = md.messages().iter().map(|m| m.uid.as_str()).collect();
+        assert_eq!(uids, ["1700000003.ok.h"]);
     }
 
     #[test]
