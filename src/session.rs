@@ -1066,6 +1066,102 @@ mod tests {
             .any(|w| w == size_line.as_bytes()));
     }
 
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn random_client_input_never_panics_or_deletes_without_quit() {
+        let words: &[&[u8]] = &[
+            b"USER alice",
+            b"PASS open sesame",
+            b"PASS nope",
+            b"APOP alice x",
+            b"STAT",
+            b"LIST",
+            b"LIST ",
+            b"RETR ",
+            b"DELE ",
+            b"TOP ",
+            b"UIDL",
+            b"UIDL ",
+            b"NOOP",
+            b"RSET",
+            b"CAPA",
+            b"QUIT",
+            b"",
+            b"\0",
+            b"\xff\xfe",
+            b".",
+            b"retr 1",
+            b"top 1 99999999999",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut logged_in, mut deleted) = (0, 0);
+        for round in 0..300 {
+            let dir = maildir(&[("1700000001.1.h", M1), ("1700000002.1.h", M2)]);
+            let mut input = Vec::new();
+            if rng.below(2) == 0 {
+                input.extend_from_slice(b"USER alice\r\nPASS open sesame\r\n");
+            }
+            for _ in 0..rng.below(20) {
+                match rng.below(10) {
+                    0 => input.extend((0..rng.below(600)).map(|_| rng.next() as u8)),
+                    1 => input.extend(std::iter::repeat(b'A').take(rng.below(400) as usize)),
+                    _ => {
+                        let w = words[rng.below(words.len() as u64) as usize];
+                        input.extend_from_slice(w);
+                        if w.ends_with(b" ") {
+                            let n =
+                                [0, 1, 2, 3, u64::from(u32::MAX), u64::MAX][rng.below(6) as usize];
+                            input.extend_from_slice(n.to_string().as_bytes());
+                        }
+                    }
+                }
+                input.extend_from_slice(if rng.below(2) == 0 { b"\r\n" } else { b"\n" });
+            }
+            let size = 1 + rng.below(64) as usize;
+            let r = run_with(
+                dir.path(),
+                settings(true),
+                Chunks {
+                    bytes: &input,
+                    size,
+                },
+            );
+            for line in r.out.split("\r\n").filter(|l| l.starts_with(['+', '-'])) {
+                assert!(
+                    line.starts_with("+OK") || line.starts_with("-ERR"),
+                    "round {round}: {line:?}"
+                );
+            }
+            let left = std::fs::read_dir(dir.path().join("cur")).unwrap().count()
+                + std::fs::read_dir(dir.path().join("new")).unwrap().count();
+            if r.summary.end != End::Quit {
+                assert_eq!(left, 2, "round {round}: deleted without QUIT");
+            }
+            assert_eq!(left + r.summary.deleted, 2, "round {round}");
+            logged_in += usize::from(r.summary.user.is_some());
+            deleted += usize::from(r.summary.deleted > 0);
+        }
+        // The generator reaches the interesting states.
+        assert!(
+            logged_in > 10 && deleted > 0,
+            "{logged_in} logins, {deleted} with deletions"
+        );
+    }
+
     #[test]
     fn sanitize_escapes_and_caps() {
         assert_eq!(sanitize("alice"), "alice");
