@@ -329,6 +329,85 @@ mod tests {
     }
 
     #[test]
+    fn system_auth_reasons() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let (me, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        let passwd = dir.path().join("passwd");
+        let h = home.display();
+        std::fs::write(
+            &passwd,
+            format!(
+                "alice:x:{me}:{gid}::{h}:/bin/false\nbob:x:{me}:{gid}::{h}:/bin/false\n\
+                 toor:x:0:0::/:/bin/false\n"
+            ),
+        )
+        .unwrap();
+        let disabled = dir.path().join("disabled");
+        std::fs::write(&disabled, "bob 0 root\n").unwrap();
+        std::fs::set_permissions(&disabled, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = Config {
+            passwd_file: Some(passwd.clone()),
+            disabled_file: disabled,
+            ..Config::default()
+        };
+        let mut auth = SystemAuth {
+            config: &config,
+            accounts: Accounts::open(Some(&passwd)).unwrap(),
+        };
+        let mut plain = |login: &str, password: &str| {
+            auth.authenticate(&Credentials::Plain {
+                login,
+                password: password.as_bytes(),
+            })
+        };
+        let denied = |r: &str| Err(Denied(r.into()));
+        assert_eq!(plain("nosuch", "x"), denied("unknown user"));
+        assert_eq!(plain("../etc", "x"), denied("not a valid user name"));
+        assert_eq!(plain("toor", "x"), denied("uid 0 never logs in"));
+        if me == 0 {
+            // As root the store is read through seteuid, which would switch every thread of
+            // this test process; the integration tests cover those paths as root.
+            eprintln!("SKIPPED (needs non-root): system_auth_reasons store paths");
+            return;
+        }
+        assert_eq!(plain("bob", "x"), denied("disabled"));
+        assert_eq!(plain("alice", "x"), denied("no APOP password set"));
+        let store = home.join(".apop");
+        std::fs::write(&store, "apoptools-secret 1\nsecret right one\n").unwrap();
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let Err(Denied(why)) = plain("alice", "right one") else {
+            panic!("a mode 0644 store was used");
+        };
+        assert!(why.contains("mode is 0644"), "{why}");
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(plain("alice", "wrong"), denied("wrong password"));
+        assert_eq!(
+            plain("alice", "right one"),
+            Ok(Granted::Maildir(home.join("Maildir")))
+        );
+        let ts = "<1.2@h>";
+        let digest = apop::digest(ts.as_bytes(), b"right one");
+        let apop = |auth: &mut SystemAuth, d: &[u8]| {
+            auth.authenticate(&Credentials::Apop {
+                login: "alice",
+                timestamp: ts,
+                digest: d,
+            })
+        };
+        assert_eq!(apop(&mut auth, b"0123"), denied("wrong digest"));
+        assert_eq!(
+            apop(&mut auth, &digest),
+            Ok(Granted::Maildir(home.join("Maildir")))
+        );
+    }
+
+    #[test]
     fn hostname_prefers_config() {
         let config = Config {
             hostname: Some("pop.example.org".into()),
