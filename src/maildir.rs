@@ -235,21 +235,23 @@ impl Maildrop {
 
     /// The UPDATE state: removes every marked message and makes the removals durable. Files
     /// already gone count as deleted.
-    pub fn commit(mut self) -> UpdateReport {
+    pub fn commit(self) -> UpdateReport {
         let mut report = UpdateReport::default();
+        // Current names by base, read once if some marked file was renamed meanwhile.
+        let mut renamed: Option<HashMap<Vec<u8>, OsString>> = None;
         for index in 0..self.messages.len() {
             if !self.messages[index].deleted {
                 continue;
             }
             let mut result = std::fs::remove_file(self.cur.join(&self.messages[index].name));
             if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) {
-                result = match self.find_renamed(index) {
-                    Ok(Some(name)) => {
-                        self.messages[index].name = name;
-                        std::fs::remove_file(self.cur.join(&self.messages[index].name))
-                    }
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
+                if renamed.is_none() {
+                    renamed = Some(names_by_base(&self.cur));
+                }
+                let base = base_of(self.messages[index].name.as_bytes());
+                result = match renamed.as_ref().and_then(|m| m.get(base)) {
+                    Some(name) => std::fs::remove_file(self.cur.join(name)),
+                    None => Ok(()),
                 };
             }
             match result {
@@ -264,6 +266,19 @@ impl Maildrop {
         }
         report
     }
+}
+
+/// Every name in `dir` keyed by its base (the part before `:`); empty if unreadable.
+fn names_by_base(dir: &Path) -> HashMap<Vec<u8>, OsString> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name();
+            (base_of(name.as_bytes()).to_vec(), name)
+        })
+        .collect()
 }
 
 /// The parts of a Maildir file name that matter here.
