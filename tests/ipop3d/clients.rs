@@ -127,7 +127,7 @@ fn fetchmail_setup(dir: &Path, port: u16, proto: &str, user: &User, keep: bool) 
             "set no syslog\n\
              poll 127.0.0.1 service {port} protocol {proto} timeout 60\n\
              \tuser \"{}\" there with password \"{}\"\n\
-             \toptions fetchall no rewrite {} mda \"{} {}\"\n",
+             \toptions fetchall no rewrite sslproto '' {} mda \"{} {}\"\n",
             user.name(),
             user.password,
             if keep { "keep" } else { "no keep" },
@@ -140,21 +140,34 @@ fn fetchmail_setup(dir: &Path, port: u16, proto: &str, user: &User, keep: bool) 
     rc
 }
 
-/// Takes fetchmail's own `Received:` header field (with its continuation lines) off the top.
+/// Takes fetchmail's own `Received:` header field (with its continuation lines) out; fetchmail
+/// puts it after any leading Return-Path/Delivered-To lines.
 fn strip_fetchmail_received(mail: &[u8]) -> Vec<u8> {
-    assert!(
-        mail.starts_with(b"Received: "),
-        "no Received header from fetchmail: {:?}",
-        text(&mail[..mail.len().min(200)])
-    );
-    let mut rest = mail;
+    let text = String::from_utf8_lossy(mail);
+    let header_end = text.find("\n\n").unwrap_or(text.len());
+    let start = text[..header_end]
+        .match_indices("Received: from 127.0.0.1")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
+        .unwrap_or_else(|| {
+            panic!(
+                "no Received header from fetchmail:\n{}",
+                &text[..header_end]
+            )
+        });
+    let mut end = start;
     loop {
-        let end = rest.iter().position(|&b| b == b'\n').unwrap() + 1;
-        rest = &rest[end..];
-        if !rest.starts_with(b" ") && !rest.starts_with(b"\t") {
-            return rest.to_vec();
+        end += text[end..].find('\n').unwrap() + 1;
+        if !text[end..].starts_with([' ', '\t']) {
+            break;
         }
     }
+    assert!(
+        text[start..end].contains("(fetchmail-"),
+        "not fetchmail's: {}",
+        &text[start..end]
+    );
+    [&mail[..start], &mail[end..]].concat()
 }
 
 fn fetchmail_round(w: &mut World, proto: &str) {

@@ -32,10 +32,7 @@ use crate::client::Pop;
 /// machine is shared and slow; nothing asserts speed).
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-pub const IPOP3D: &str = match option_env!("CARGO_BIN_EXE_ipop3d") {
-    Some(p) => p,
-    None => "/nonexistent/ipop3d",
-};
+pub const IPOP3D: &str = env!("CARGO_BIN_EXE_ipop3d");
 
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -317,13 +314,20 @@ fn chown_to(account: &Account, path: &Path) {
     }
 }
 
-/// The unique parts (before any `:2,` info) of the messages in a Maildir's new/ and cur/.
+/// The unique parts of the messages in a Maildir's new/ and cur/: the file name before the
+/// `:2,` info and before any Maildir++ `,S=`/`,W=` size field a reader may add.
 pub fn uniques(maildir: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for sub in ["new", "cur"] {
         for entry in std::fs::read_dir(maildir.join(sub)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            out.insert(name.split(':').next().unwrap().to_string());
+            let base = name.split(':').next().unwrap();
+            let end = [",S=", ",W="]
+                .iter()
+                .filter_map(|f| base.find(f))
+                .min()
+                .unwrap_or(base.len());
+            out.insert(base[..end].to_string());
         }
     }
     out
@@ -430,16 +434,8 @@ impl Server {
             .stderr(Stdio::piped())
             .process_group(0);
         if let Some(account) = run_as {
-            let gid = account.gid;
-            cmd.uid(account.uid).gid(gid);
-            // SAFETY: between fork and exec only setgroups(2) runs, an async-signal-safe system
-            // call that allocates nothing; it drops the root runner's supplementary groups.
-            unsafe {
-                cmd.pre_exec(move || {
-                    nix::unistd::setgroups(&[nix::unistd::Gid::from_raw(gid)])
-                        .map_err(std::io::Error::from)
-                });
-            }
+            // std drops a root parent's supplementary groups (setgroups(0)) before setuid.
+            cmd.uid(account.uid).gid(account.gid);
         }
         let mut child = cmd.spawn().expect("spawn tcpserver");
         let log = Arc::new(Mutex::new(Vec::new()));

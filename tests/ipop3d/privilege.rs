@@ -77,9 +77,11 @@ fn non_root_server_serves_only_its_own_uid() {
     let mut pop = server.connect();
     let line = pop.apop_line(bob.name(), &bob.password);
     pop.err(&line);
+    pop.ok("QUIT");
     let mut pop = server.connect();
     pop.ok(&format!("USER {}", bob.name()));
     pop.err(&format!("PASS {}", bob.password));
+    pop.ok("QUIT");
 
     let mut pop = server.connect();
     pop.login(alice.name(), &alice.password);
