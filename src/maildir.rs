@@ -650,11 +650,11 @@ mod tests {
         std::fs::write(d.join("cur/999999999.1.host:2,S"), b"old\n").unwrap();
         std::fs::write(d.join("cur/1700000100.10.host:2,"), b"same time\n").unwrap();
         std::fs::write(d.join("tmp/1700000300.1.host"), b"not yet").unwrap();
-        let drop = Maildrop::open(d).unwrap();
-        assert_eq!(drop.report.moved, 2);
-        assert_eq!(drop.report.measured, 2);
-        assert!(drop.report.cache_written);
-        let got: Vec<(&str, u64)> = drop
+        let md = Maildrop::open(d).unwrap();
+        assert_eq!(md.report.moved, 2);
+        assert_eq!(md.report.measured, 2);
+        assert!(md.report.cache_written);
+        let got: Vec<(&str, u64)> = md
             .messages()
             .iter()
             .map(|m| (m.uid.as_str(), m.size))
@@ -668,10 +668,10 @@ mod tests {
                 ("1700000200.2.host", 6),
             ]
         );
-        assert_eq!(drop.stat(), (4, 26));
+        assert_eq!(md.stat(), (4, 26));
         assert_eq!(names(d, "new"), [".hidden"]);
         assert!(names(d, "cur").contains(&"1700000200.2.host,S=4,W=6:2,".to_string()));
-        std::mem::drop(drop);
+        drop(md);
         // The second scan takes every size from a name or the cache: nothing is measured.
         let cache = std::fs::read(d.join(SIZE_CACHE)).unwrap();
         assert!(cache.starts_with(CACHE_HEADER));
@@ -682,14 +682,14 @@ mod tests {
         let again = Maildrop::open(d).unwrap();
         assert_eq!(again.report, ScanReport::default());
         assert_eq!(again.stat(), (4, 26));
-        std::mem::drop(again);
+        drop(again);
         // A cache entry for a file that is gone is dropped, and a damaged cache is only a
         // cache: the sizes are measured again.
         std::fs::remove_file(d.join("cur/999999999.1.host:2,S")).unwrap();
         let third = Maildrop::open(d).unwrap();
         assert!(third.report.cache_written);
         assert_eq!(third.report.measured, 0);
-        std::mem::drop(third);
+        drop(third);
         std::fs::write(d.join(SIZE_CACHE), b"garbage\n").unwrap();
         let fourth = Maildrop::open(d).unwrap();
         assert_eq!(fourth.report.measured, 1);
@@ -743,24 +743,24 @@ mod tests {
         for i in 1..=3 {
             std::fs::write(d.join(format!("new/17000000{i}0.{i}.h")), b"m\n").unwrap();
         }
-        let mut drop = Maildrop::open(d).unwrap();
-        assert_eq!(drop.get(0).unwrap_err(), Refused::NoSuchMessage);
-        assert_eq!(drop.get(4).unwrap_err(), Refused::NoSuchMessage);
-        drop.delete(2).unwrap();
-        assert_eq!(drop.delete(2).unwrap_err(), Refused::Deleted);
-        assert_eq!(drop.get(2).unwrap_err(), Refused::Deleted);
-        assert_eq!(drop.stat(), (2, 6));
-        drop.reset();
-        assert_eq!(drop.stat(), (3, 9));
-        drop.delete(1).unwrap();
-        drop.delete(3).unwrap();
+        let mut md = Maildrop::open(d).unwrap();
+        assert_eq!(md.get(0).unwrap_err(), Refused::NoSuchMessage);
+        assert_eq!(md.get(4).unwrap_err(), Refused::NoSuchMessage);
+        md.delete(2).unwrap();
+        assert_eq!(md.delete(2).unwrap_err(), Refused::Deleted);
+        assert_eq!(md.get(2).unwrap_err(), Refused::Deleted);
+        assert_eq!(md.stat(), (2, 6));
+        md.reset();
+        assert_eq!(md.stat(), (3, 9));
+        md.delete(1).unwrap();
+        md.delete(3).unwrap();
         // Without commit (a dropped connection), nothing goes.
         let before = names(d, "cur");
-        std::mem::drop(drop);
+        drop(md);
         assert_eq!(names(d, "cur"), before);
-        let mut drop = Maildrop::open(d).unwrap();
-        drop.delete(1).unwrap();
-        drop.delete(3).unwrap();
+        let mut md = Maildrop::open(d).unwrap();
+        md.delete(1).unwrap();
+        md.delete(3).unwrap();
         // Another program renames message 3 (a new flag) and removes message 1 meanwhile.
         let m3 = before[2].clone();
         std::fs::rename(
@@ -769,7 +769,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            drop.commit(),
+            md.commit(),
             UpdateReport {
                 deleted: 2,
                 failed: 0
@@ -784,7 +784,7 @@ mod tests {
         let d = dir.path();
         std::fs::write(d.join("new/1700000000.1.h"), b"body\n").unwrap();
         std::fs::write(d.join("new/1700000001.1.h"), b"body\n").unwrap();
-        let mut drop = Maildrop::open(d).unwrap();
+        let mut md = Maildrop::open(d).unwrap();
         let cur = names(d, "cur");
         std::fs::rename(
             d.join("cur").join(&cur[0]),
@@ -793,13 +793,13 @@ mod tests {
         .unwrap();
         std::fs::remove_file(d.join("cur").join(&cur[1])).unwrap();
         let mut body = String::new();
-        drop.open_message(1)
+        md.open_message(1)
             .unwrap()
             .unwrap()
             .read_to_string(&mut body)
             .unwrap();
         assert_eq!(body, "body\n");
-        assert!(drop.open_message(2).unwrap().is_none());
+        assert!(md.open_message(2).unwrap().is_none());
     }
 
     #[test]

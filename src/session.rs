@@ -364,8 +364,8 @@ impl<'a, A: Authenticator> Session<'a, A> {
             }
             Command::Quit => {
                 let state = std::mem::replace(&mut self.state, State::Update);
-                if let State::Transaction(drop) = state {
-                    let report = drop.commit();
+                if let State::Transaction(md) = state {
+                    let report = md.commit();
                     self.summary.deleted = report.deleted;
                     if report.failed > 0 {
                         (self.log)(
@@ -414,9 +414,9 @@ impl<'a, A: Authenticator> Session<'a, A> {
         };
         self.summary.user = Some(who.clone());
         match Maildrop::open(&path) {
-            Ok(drop) => {
-                let (count, _) = drop.stat();
-                let r = &drop.report;
+            Ok(md) => {
+                let (count, _) = md.stat();
+                let r = &md.report;
                 (self.log)(
                     "login",
                     &format!(
@@ -427,7 +427,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
                 );
                 self.summary.messages = count;
                 out.send(&Response::MailboxOpen(count))?;
-                self.state = State::Transaction(Box::new(drop));
+                self.state = State::Transaction(Box::new(md));
                 Ok(Flow::Go)
             }
             Err(e) => {
@@ -446,7 +446,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
     }
 
     fn transaction<W: Write>(&mut self, command: Command, out: &mut Output<W>) -> io::Result<Flow> {
-        let State::Transaction(drop) = &mut self.state else {
+        let State::Transaction(md) = &mut self.state else {
             out.send(&Response::WrongState)?;
             return Ok(Flow::Go);
         };
@@ -456,12 +456,12 @@ impl<'a, A: Authenticator> Session<'a, A> {
         };
         match command {
             Command::Stat => {
-                let (messages, octets) = drop.stat();
+                let (messages, octets) = md.stat();
                 out.send(&Response::Stat { messages, octets })?;
             }
             Command::List(None) => {
                 out.send(&Response::ScanListing)?;
-                for (i, m) in drop.messages().iter().enumerate() {
+                for (i, m) in md.messages().iter().enumerate() {
                     if !m.deleted {
                         out.send(&Response::ScanLine {
                             msg: i + 1,
@@ -471,7 +471,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
                 }
                 out.send(&Response::End)?;
             }
-            Command::List(Some(n)) => match drop.get(n) {
+            Command::List(Some(n)) => match md.get(n) {
                 Ok(m) => out.send(&Response::Scan {
                     msg: n as usize,
                     octets: m.size,
@@ -480,7 +480,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
             },
             Command::Uidl(None) => {
                 out.send(&Response::UidlListing)?;
-                for (i, m) in drop.messages().iter().enumerate() {
+                for (i, m) in md.messages().iter().enumerate() {
                     if !m.deleted {
                         out.send(&Response::UidlLine {
                             msg: i + 1,
@@ -490,7 +490,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
                 }
                 out.send(&Response::End)?;
             }
-            Command::Uidl(Some(n)) => match drop.get(n) {
+            Command::Uidl(Some(n)) => match md.get(n) {
                 Ok(m) => out.send(&Response::Uidl {
                     msg: n as usize,
                     uid: &m.uid,
@@ -498,7 +498,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
                 Err(r) => out.send(&refused(r))?,
             },
             Command::Retr(n) => {
-                let size = match drop.get(n) {
+                let size = match md.get(n) {
                     Ok(m) => m.size,
                     Err(r) => {
                         out.send(&refused(r))?;
@@ -508,20 +508,20 @@ impl<'a, A: Authenticator> Session<'a, A> {
                 return self.send_message(n, Response::Retr(size), BodyEncoder::retr(), out);
             }
             Command::Top { msg, lines } => {
-                if let Err(r) = drop.get(msg) {
+                if let Err(r) = md.get(msg) {
                     out.send(&refused(r))?;
                     return Ok(Flow::Go);
                 }
                 return self.send_message(msg, Response::Top, BodyEncoder::top(lines), out);
             }
-            Command::Dele(n) => match drop.delete(n) {
+            Command::Dele(n) => match md.delete(n) {
                 Ok(()) => out.send(&Response::Deleted)?,
                 Err(r) => out.send(&refused(r))?,
             },
             Command::Noop => out.send(&Response::Noop)?,
             Command::Rset => {
-                drop.reset();
-                out.send(&Response::Reset(drop.stat().0))?;
+                md.reset();
+                out.send(&Response::Reset(md.stat().0))?;
             }
             _ => out.send(&Response::WrongState)?,
         }
@@ -538,11 +538,11 @@ impl<'a, A: Authenticator> Session<'a, A> {
         mut encoder: BodyEncoder,
         out: &mut Output<W>,
     ) -> io::Result<Flow> {
-        let State::Transaction(drop) = &mut self.state else {
+        let State::Transaction(md) = &mut self.state else {
             out.send(&Response::WrongState)?;
             return Ok(Flow::Go);
         };
-        let mut file = match drop.open_message(msg) {
+        let mut file = match md.open_message(msg) {
             Ok(Some(f)) => f,
             Ok(None) => {
                 out.send(&Response::MessageGone)?;
