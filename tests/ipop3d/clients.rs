@@ -180,7 +180,10 @@ fn fetchmail_round(w: &mut World, proto: &str) {
         cmd.env("HOME", home.path())
             .env("FETCHMAILHOME", home.path())
             .env("LC_ALL", "C")
-            .args(["--nodetach", "--nosyslog", "-v", "-f"])
+            .args(["--nodetach", "--nosyslog", "-v", "--pidfile"])
+            // Root's default pid file is /var/run/fetchmail.pid, shared by parallel tests.
+            .arg(home.path().join("fetchmail.pid"))
+            .arg("-f")
             .arg(&rc);
         let out = must(&mut cmd);
         let log = text(&out.stderr) + &text(&out.stdout);

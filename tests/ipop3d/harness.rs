@@ -270,6 +270,12 @@ impl World {
         unique
     }
 
+    /// Puts a message file named `name` into `maildir/sub` (as `user`), for names and places
+    /// other than a fresh delivery's.
+    pub fn place(&self, user: &User, maildir: &Path, sub: &str, name: &str, bytes: &[u8]) {
+        self.write_as(&user.account, &maildir.join(sub).join(name), bytes, 0o600);
+    }
+
     fn write_config(&self) {
         let mut text = format!(
             "# written by the ipop3d integration test\npasswd_file = {}\ndisabled_file = {}\n",

@@ -11,5 +11,6 @@ mod harness;
 mod auth;
 mod bad_input;
 mod clients;
+mod edge;
 mod privilege;
 mod session;

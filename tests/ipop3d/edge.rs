@@ -1,0 +1,409 @@
+//! Edges: odd message files, messages other programs put in cur/, delivery order, odd login
+//! names and unsafe store files (all failing alike), the failure limit setting, QUIT before
+//! login, commands split across writes, deep pipelines, idle before login, mail arriving
+//! during a session.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::client::{pairs, Pop};
+use crate::harness::{crlf, large_message, retr_wire, small_message, uniques, World};
+
+/// The message bytes a multi-line reply carries: terminator taken off, dot-stuffing undone.
+fn unstuffed(raw: &[u8]) -> Vec<u8> {
+    let body = raw.strip_suffix(b".\r\n").expect("terminator");
+    let mut out = Vec::with_capacity(body.len());
+    let mut at_line_start = true;
+    for (i, &b) in body.iter().enumerate() {
+        if at_line_start && b == b'.' && body.get(i + 1) == Some(&b'.') {
+            at_line_start = false;
+            continue;
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    out
+}
+
+/// Files without a final newline, empty, with CRLF already, ending in a lone ".": LIST's size
+/// is exactly what RETR sends before dot-stuffing, and what it sends is the file with CRLF
+/// line ends (plus a final CRLF where the file had no final newline).
+#[test]
+fn odd_message_files_size_what_retr_sends() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let files: [&[u8]; 5] = [
+        b"Subject: no final newline\n\nlast line",
+        b"",
+        b"Subject: crlf\r\n\r\nline one\r\n.dot\r\n",
+        b"Subject: ends in a dot line\n\nx\n.",
+        b"Subject: lone dots\n\n.\n..\n...\n",
+    ];
+    for f in files {
+        w.deliver(&alice, f);
+    }
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let list = pairs(&pop.ok_lines("LIST"));
+    assert_eq!(list.len(), files.len());
+    let mut total = 0;
+    for (i, f) in files.iter().enumerate() {
+        let n = i + 1;
+        pop.ok(&format!("RETR {n}"));
+        let raw = pop.multiline_raw();
+        let sent = unstuffed(&raw);
+        assert_eq!(
+            list[i].1,
+            sent.len().to_string(),
+            "message {n}: LIST size vs octets RETR sent {:?}",
+            String::from_utf8_lossy(&sent)
+        );
+        assert_eq!(
+            pop.ok(&format!("LIST {n}")),
+            format!("+OK {n} {}", sent.len())
+        );
+        total += sent.len();
+        let want = if f.contains(&b'\r') {
+            f.to_vec()
+        } else if f.is_empty() || f.ends_with(b"\n") {
+            crlf(f)
+        } else {
+            [crlf(f), b"\r\n".to_vec()].concat()
+        };
+        if f.is_empty() {
+            assert!(
+                sent.is_empty() || sent == b"\r\n",
+                "empty file sent {sent:?}"
+            );
+        } else {
+            assert_eq!(
+                String::from_utf8_lossy(&sent),
+                String::from_utf8_lossy(&want),
+                "message {n}"
+            );
+        }
+    }
+    assert_eq!(pop.ok("STAT"), format!("+OK {} {total}", files.len()));
+    // TOP of a message whose body has no final newline.
+    pop.ok("TOP 1 0");
+    assert_eq!(
+        pop.multiline_raw(),
+        retr_wire(b"Subject: no final newline\n\n")
+    );
+    pop.ok("QUIT");
+}
+
+/// A message another reader already moved to cur/ (with flags, without size fields) is served
+/// with the right size and the unique part as UIDL, in this session and the next.
+#[test]
+fn message_already_in_cur() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let seen = small_message(1);
+    w.place(
+        &alice,
+        &alice.maildir(),
+        "cur",
+        "1700000000.M7P77.other.example:2,S",
+        &seen,
+    );
+    let fresh = small_message(2);
+    let fresh_name = w.deliver(&alice, &fresh);
+    let server = w.serve();
+    for _ in 0..2 {
+        let mut pop = server.connect();
+        pop.login(alice.name(), &alice.password);
+        assert_eq!(
+            pairs(&pop.ok_lines("UIDL")),
+            vec![
+                (1, "1700000000.M7P77.other.example".to_string()),
+                (2, fresh_name.clone())
+            ]
+        );
+        assert_eq!(
+            pairs(&pop.ok_lines("LIST")),
+            vec![
+                (1, crlf(&seen).len().to_string()),
+                (2, crlf(&fresh).len().to_string())
+            ]
+        );
+        pop.ok("RETR 1");
+        assert_eq!(pop.multiline_raw(), retr_wire(&seen));
+        pop.ok("QUIT");
+        pop.expect_closed();
+        server.wait_idle();
+    }
+}
+
+/// Delivery order is the delivery time a qmail name starts with, compared as a number (a
+/// 9-digit time is older than a 10-digit one though it sorts after it as text).
+#[test]
+fn delivery_order_is_by_time_not_text() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let md = alice.maildir();
+    let order = [
+        "999999999.M1P1.host",
+        "1000000000.M2P2.host",
+        "1000000001.M3P3.host",
+    ];
+    // Placed in an order unlike delivery order, so neither creation nor readdir order helps.
+    for i in [2, 0, 1] {
+        w.place(&alice, &md, "new", order[i], &small_message(i as u32 + 1));
+    }
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let uidl: Vec<String> = pairs(&pop.ok_lines("UIDL"))
+        .into_iter()
+        .map(|(_, u)| u)
+        .collect();
+    assert_eq!(uidl, order);
+    pop.ok("RETR 1");
+    assert_eq!(pop.multiline_raw(), retr_wire(&small_message(1)));
+    pop.ok("QUIT");
+}
+
+/// Login names that are not accounts, and accounts whose store file is not safe to use, fail
+/// with the very line a wrong password gets.
+#[test]
+fn odd_names_and_unsafe_store_files_fail_alike() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let carol = w.user("carol"); // .apop mode 0644
+    let dave = w.user("dave"); // .apop a symlink to alice's
+    let erin = w.user("erin"); // no .apop
+    let frank = w.user("frank"); // .apop hard-linked (two links)
+    let carol_apop = carol.account.home.join(".apop");
+    std::fs::set_permissions(&carol_apop, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dave_apop = dave.account.home.join(".apop");
+    std::fs::remove_file(&dave_apop).unwrap();
+    std::os::unix::fs::symlink(alice.account.home.join(".apop"), &dave_apop).unwrap();
+    std::fs::remove_file(erin.account.home.join(".apop")).unwrap();
+    let frank_apop = frank.account.home.join(".apop");
+    std::fs::hard_link(&frank_apop, frank.account.home.join("apop-copy")).unwrap();
+    let server = w.serve();
+
+    let canonical = {
+        let mut pop = server.connect();
+        pop.ok(&format!("USER {}", alice.name()));
+        pop.err("PASS wrong-password")
+    };
+    assert!(canonical.starts_with("-ERR [AUTH]"), "{canonical:?}");
+
+    let long = "a".repeat(200); // longer than any account name, within the line limit
+    let cases: Vec<(String, String)> = vec![
+        ("../alice".into(), alice.password.clone()),
+        ("alice/..".into(), alice.password.clone()),
+        ("ALICE".into(), alice.password.clone()),
+        ("alice-".into(), alice.password.clone()),
+        ("alice-nosuchext".into(), alice.password.clone()),
+        ("-alice".into(), alice.password.clone()),
+        ("root".into(), alice.password.clone()),
+        (long, alice.password.clone()),
+        (carol.name().into(), carol.password.clone()),
+        (dave.name().into(), alice.password.clone()),
+        (dave.name().into(), dave.password.clone()),
+        (erin.name().into(), erin.password.clone()),
+        (frank.name().into(), frank.password.clone()),
+    ];
+    for (name, pass) in &cases {
+        // USER/PASS: whichever of the two fails says exactly the canonical line.
+        let mut pop = server.connect();
+        let user = pop.cmd(&format!("USER {name}"));
+        let failure = if user.starts_with("-ERR") {
+            user
+        } else {
+            pop.cmd(&format!("PASS {pass}"))
+        };
+        assert_eq!(failure, canonical, "USER/PASS as {name:?}");
+        pop.ok("QUIT");
+        // APOP.
+        let mut pop = server.connect();
+        let line = pop.apop_line(name, pass);
+        assert_eq!(pop.cmd(&line), canonical, "APOP as {name:?}");
+        pop.ok("QUIT");
+    }
+    // The store files were left as they were.
+    assert!(std::fs::symlink_metadata(&dave_apop)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::metadata(&carol_apop).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+}
+
+/// A store file owned by another uid is not used (root only: it needs a second uid).
+#[test]
+fn store_file_owned_by_another_uid_is_refused_root() {
+    if !crate::harness::have_root("store_file_owned_by_another_uid_is_refused_root") {
+        return;
+    }
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let bob = w.user("bob");
+    let apop = alice.account.home.join(".apop");
+    std::os::unix::fs::chown(&apop, Some(bob.account.uid), Some(bob.account.gid)).unwrap();
+    let server = w.serve();
+    let mut pop = server.connect();
+    let line = pop.apop_line(alice.name(), &alice.password);
+    let reply = pop.err(&line);
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply:?}");
+}
+
+#[test]
+fn max_auth_failures_is_configurable() {
+    for (limit, open_after) in [(1u32, 0u32), (5, 4)] {
+        let mut w = World::new();
+        let alice = w.user("alice");
+        w.set("max_auth_failures", &limit.to_string());
+        let server = w.serve();
+        let mut pop = server.connect();
+        for _ in 0..open_after {
+            let line = pop.apop_line(alice.name(), "wrong-password");
+            pop.err(&line);
+        }
+        // Still open: one more failure is the last.
+        pop.ok("CAPA");
+        pop.multiline();
+        let line = pop.apop_line(alice.name(), "wrong-password");
+        pop.err(&line);
+        pop.expect_closed();
+    }
+}
+
+/// QUIT before login: +OK, the connection closes, the Maildir is untouched (new/ stays new/).
+#[test]
+fn quit_before_login() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let name = w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.ok(&format!("USER {}", alice.name()));
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+    let new: Vec<_> = std::fs::read_dir(alice.maildir().join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(new, vec![name]);
+}
+
+/// A command sent one byte per write is one command.
+#[test]
+fn command_split_across_writes() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let m = small_message(1);
+    w.deliver(&alice, &m);
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    for b in b"RETR 1\r\n" {
+        pop.send_raw(&[*b]);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    pop.line();
+    assert_eq!(pop.multiline_raw(), retr_wire(&m));
+    pop.ok("QUIT");
+}
+
+/// A deep pipeline: thousands of commands and many large RETRs in one write, all answered in
+/// order, while the server's output fills the socket before we read.
+#[test]
+fn deep_pipeline() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let big = large_message(256);
+    w.deliver(&alice, &big);
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let mut batch = String::new();
+    for i in 0..3000 {
+        batch.push_str(if i % 100 == 0 {
+            "RETR 1\r\n"
+        } else {
+            "NOOP\r\n"
+        });
+    }
+    batch.push_str("STAT\r\n");
+    pop.send_raw(batch.as_bytes());
+    let wire = retr_wire(&big);
+    for i in 0..3000 {
+        let reply = pop.line();
+        assert!(reply.starts_with("+OK"), "reply {i}: {reply:?}");
+        if i % 100 == 0 {
+            assert!(pop.multiline_raw() == wire, "RETR {i} differs");
+        }
+    }
+    assert_eq!(pop.line(), format!("+OK 1 {}", crlf(&big).len()));
+    pop.ok("QUIT");
+}
+
+/// The idle timeout also ends a session that never logged in.
+#[test]
+fn idle_timeout_before_login() {
+    let mut w = World::new();
+    w.user("alice");
+    w.set("timeout", "1");
+    let server = w.serve();
+    let mut pop: Pop = server.connect();
+    let last = pop.try_line().expect("a goodbye line");
+    assert!(last.starts_with("-ERR"), "{last:?}");
+    pop.expect_closed();
+}
+
+/// Mail delivered during a session shows up in the next one, and the first one's QUIT does
+/// not delete it.
+#[test]
+fn mail_arriving_during_a_session() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let first = w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let late = w.deliver(&alice, &small_message(2));
+    assert_eq!(pop.ok("STAT").split(' ').nth(1), Some("1"));
+    pop.ok("DELE 1");
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+    assert_eq!(
+        uniques(&alice.maildir()),
+        [late.clone()].into_iter().collect()
+    );
+    assert!(!uniques(&alice.maildir()).contains(&first));
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    assert_eq!(pop.ok("UIDL 1"), format!("+OK 1 {late}"));
+    pop.ok("QUIT");
+}
+
+/// Every message deleted: LIST is empty, STAT is 0 0, QUIT empties the Maildir.
+#[test]
+fn delete_everything() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    for n in 1..=3 {
+        w.deliver(&alice, &small_message(n));
+    }
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    for n in 1..=3 {
+        pop.ok(&format!("DELE {n}"));
+    }
+    assert!(pop.ok_lines("LIST").is_empty());
+    assert!(pop.ok_lines("UIDL").is_empty());
+    assert_eq!(pop.ok("STAT"), "+OK 0 0");
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+    assert!(uniques(&alice.maildir()).is_empty());
+}
