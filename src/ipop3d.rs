@@ -69,6 +69,16 @@ pub fn command() -> clap::Command {
              2   bad command line\n  \
              8   the configuration file is missing or wrong\n  \
              10  any other system error before the session (account database unreadable)\n\n\
+             Files:\n  \
+             /etc/apoptools.conf       the configuration (apoptools.conf(5))\n  \
+             ~/.apop, ~/.apop-EXT      the mail-only secrets (apoppasswd(1))\n  \
+             ~/.qmail-EXT              an extension's first maildir line names its Maildir\n  \
+             Maildir/apoptools-pop3.lock   the session lock\n  \
+             Maildir/apoptools-sizes   sizes of messages whose names carry none\n\n\
+             Log lines (standard error):\n  \
+             ipop3d: login remote=IP user=NAME method=apop|user result=ok|fail reason=\"...\"\n  \
+             ipop3d: end remote=IP user=NAME result=quit|closed|timeout|... messages=N \
+             retrieved=N deleted=N bytes=N duration=S\n\n\
              Example (the seed's start script):\n  \
              env - INTRANET=1 PATH=/usr/local/bin:/usr/bin:/bin \\\n    \
              tcpserver -vR -c40 0 pop3 ipop3d 2>&1 | splogger ipop3d",
