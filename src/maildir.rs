@@ -52,13 +52,34 @@ const MAX_DOTQMAIL_LEN: u64 = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Message {
     /// The file name in `cur/` (updated if another program renames it).
-    name: OsString,
-    pub uid: String,
+    name: Box<OsStr>,
+    /// The UIDL: the first `n` bytes of the name (the unique part, which a rename keeps), or a
+    /// digest. Kept this way a 100,000-message listing needs no second string per message.
+    uid: Uid,
     /// Octets RETR sends before dot-stuffing.
     pub size: u64,
     pub deleted: bool,
     /// The delivery time the name starts with (sort key).
     delivered: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Uid {
+    Prefix(u8),
+    Digest(Box<str>),
+}
+
+impl Message {
+    /// The unique-id listing's id for this message (see the module comment).
+    pub fn uid(&self) -> &str {
+        match &self.uid {
+            Uid::Prefix(n) => {
+                let bytes = self.name.as_bytes();
+                std::str::from_utf8(&bytes[..usize::from(*n).min(bytes.len())]).unwrap_or("")
+            }
+            Uid::Digest(d) => d,
+        }
+    }
 }
 
 /// What [`Maildrop::open`] did, for the log.
@@ -127,14 +148,17 @@ impl Maildrop {
                 continue;
             }
             let fields = NameFields::parse(name.as_bytes());
-            let uid = uidl(fields.unique);
+            let uid = match u8::try_from(fields.unique.len()) {
+                Ok(n) if uid_is_name(fields.unique) => Uid::Prefix(n),
+                _ => Uid::Digest(uidl(fields.unique).into_boxed_str()),
+            };
             let size = fields.wire_size;
             if size.is_none() {
                 without_size.push(name.clone());
             }
             messages.push(Message {
                 delivered: delivery_time(&name),
-                name,
+                name: name.into_boxed_os_str(),
                 uid,
                 size: size.unwrap_or(0),
                 deleted: false,
@@ -143,14 +167,14 @@ impl Maildrop {
         if !without_size.is_empty() || root.join(SIZE_CACHE).exists() {
             let sizes = cached_sizes(root, &cur, &without_size, &mut report);
             for m in messages.iter_mut() {
-                if let Some(&s) = sizes.get(&m.name) {
+                if let Some(&s) = sizes.get(&*m.name) {
                     m.size = s;
                 }
             }
             // A file that vanished while being measured is not listed.
             messages.retain(|m| {
                 NameFields::parse(m.name.as_bytes()).wire_size.is_some()
-                    || sizes.contains_key(&m.name)
+                    || sizes.contains_key(&*m.name)
             });
         }
         messages.sort_unstable_by(|a, b| (a.delivered, &a.name).cmp(&(b.delivered, &b.name)));
@@ -203,7 +227,7 @@ impl Maildrop {
     /// program since the scan).
     pub fn open_message(&mut self, msg: u32) -> io::Result<Option<File>> {
         let index = msg as usize - 1;
-        let path = self.cur.join(&self.messages[index].name);
+        let path = self.cur.join(&*self.messages[index].name);
         match open_regular(&path) {
             Ok(f) => return Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -212,8 +236,8 @@ impl Maildrop {
         let Some(name) = self.find_renamed(index)? else {
             return Ok(None);
         };
-        self.messages[index].name = name;
-        match open_regular(&self.cur.join(&self.messages[index].name)) {
+        self.messages[index].name = name.into_boxed_os_str();
+        match open_regular(&self.cur.join(&*self.messages[index].name)) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -243,7 +267,7 @@ impl Maildrop {
             if !self.messages[index].deleted {
                 continue;
             }
-            let mut result = std::fs::remove_file(self.cur.join(&self.messages[index].name));
+            let mut result = std::fs::remove_file(self.cur.join(&*self.messages[index].name));
             if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) {
                 if renamed.is_none() {
                     renamed = Some(names_by_base(&self.cur));
@@ -345,9 +369,14 @@ fn delivery_time(name: &OsStr) -> u64 {
     decimal(&b[..digits]).unwrap_or(u64::MAX)
 }
 
+/// Whether a unique part can be its own UIDL: 1-70 characters of 0x21-0x7E (RFC 1939 §7).
+fn uid_is_name(unique: &[u8]) -> bool {
+    (1..=70).contains(&unique.len()) && unique.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
 /// The UIDL of a unique part (see the module comment).
 pub fn uidl(unique: &[u8]) -> String {
-    if (1..=70).contains(&unique.len()) && unique.iter().all(|b| (0x21..=0x7e).contains(b)) {
+    if uid_is_name(unique) {
         // All ASCII, checked just above.
         return String::from_utf8_lossy(unique).into_owned();
     }
@@ -615,6 +644,27 @@ mod tests {
     }
 
     #[test]
+    fn uid_survives_renames_and_odd_names_are_hashed() {
+        let dir = maildir();
+        let d = dir.path();
+        let odd = "1700000001.caf\u{e9} \u{1}.h";
+        std::fs::write(d.join("new/1700000000.1.h"), b"m\n").unwrap();
+        std::fs::write(d.join("new").join(odd), b"m\n").unwrap();
+        let mut md = Maildrop::open(d).unwrap();
+        assert_eq!(md.messages()[0].uid(), "1700000000.1.h");
+        assert_eq!(md.messages()[1].uid(), uidl(odd.as_bytes()));
+        let cur = names(d, "cur");
+        let first = cur.iter().find(|n| n.starts_with("1700000000")).unwrap();
+        std::fs::rename(
+            d.join("cur").join(first),
+            d.join("cur").join(format!("{first}RS")),
+        )
+        .unwrap();
+        assert!(md.open_message(1).unwrap().is_some());
+        assert_eq!(md.messages()[0].uid(), "1700000000.1.h");
+    }
+
+    #[test]
     fn measure_counts_what_retr_sends() {
         let cases: [(&[u8], u64); 9] = [
             (b"", 0),
@@ -654,11 +704,7 @@ mod tests {
         assert_eq!(md.report.moved, 2);
         assert_eq!(md.report.measured, 2);
         assert!(md.report.cache_written);
-        let got: Vec<(&str, u64)> = md
-            .messages()
-            .iter()
-            .map(|m| (m.uid.as_str(), m.size))
-            .collect();
+        let got: Vec<(&str, u64)> = md.messages().iter().map(|m| (m.uid(), m.size)).collect();
         assert_eq!(
             got,
             [
@@ -706,7 +752,7 @@ mod tests {
         std::fs::create_dir(d.join("cur/1700000002.dir.h:2,")).unwrap();
         std::fs::write(d.join("new/1700000003.ok.h"), b"ok\n").unwrap();
         let md = Maildrop::open(d).unwrap();
-        let uids: Vec<&str> = md.messages().iter().map(|m| m.uid.as_str()).collect();
+        let uids: Vec<&str> = md.messages().iter().map(|m| m.uid()).collect();
         assert_eq!(uids, ["1700000003.ok.h"]);
     }
 

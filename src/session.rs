@@ -484,7 +484,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
                     if !m.deleted {
                         out.send(&Response::UidlLine {
                             msg: i + 1,
-                            uid: &m.uid,
+                            uid: m.uid(),
                         })?;
                     }
                 }
@@ -493,7 +493,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
             Command::Uidl(Some(n)) => match md.get(n) {
                 Ok(m) => out.send(&Response::Uidl {
                     msg: n as usize,
-                    uid: &m.uid,
+                    uid: m.uid(),
                 })?,
                 Err(r) => out.send(&refused(r))?,
             },
