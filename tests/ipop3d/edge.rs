@@ -407,3 +407,142 @@ fn delete_everything() {
     server.wait_idle();
     assert!(uniques(&alice.maildir()).is_empty());
 }
+
+/// Without `hostname` in the config, the timestamp's host is tcpserver's `TCPLOCALHOST`.
+#[test]
+fn timestamp_host_from_tcplocalhost() {
+    let mut w = World::new();
+    w.user("alice");
+    let server = w.serve_tcpserver_opts(&["-l", "pop.tcplocal.test"]);
+    let pop = server.connect();
+    assert!(
+        pop.timestamp().ends_with("@pop.tcplocal.test>"),
+        "{}",
+        pop.greeting
+    );
+}
+
+/// Passwords with spaces and non-ASCII bytes work by PASS (the whole rest of the line) and by
+/// APOP.
+#[test]
+fn passwords_with_spaces_and_utf8() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let bob = w.user("bob");
+    let spaced = "correct horse  battery staple";
+    let unicode = "pässwörd-ünïcödé-密码";
+    w.set_secret(&alice, None, spaced);
+    w.set_secret(&bob, None, unicode);
+    let server = w.serve();
+    for (user, secret) in [(&alice, spaced), (&bob, unicode)] {
+        let mut pop = server.connect();
+        pop.login(user.name(), secret);
+        pop.ok("QUIT");
+        let mut pop = server.connect();
+        pop.apop(user.name(), secret);
+        pop.ok("QUIT");
+    }
+    let mut pop = server.connect();
+    pop.ok(&format!("USER {}", alice.name()));
+    pop.err("PASS correct horse battery staple"); // one space fewer
+}
+
+/// APOP lines with a malformed digest or missing arguments fail, the session goes on.
+#[test]
+fn malformed_apop() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.set("max_auth_failures", "100");
+    let server = w.serve();
+    let mut pop = server.connect();
+    let good = pop.apop_line(alice.name(), &alice.password);
+    let digest = good.rsplit_once(' ').unwrap().1.to_string();
+    for line in [
+        "APOP".to_string(),
+        format!("APOP {}", alice.name()),
+        format!("APOP {} {}", alice.name(), &digest[..31]),
+        format!("APOP {} {}0", alice.name(), digest),
+        format!("APOP {} {}", alice.name(), "zz".repeat(16)),
+        format!("APOP {} {} extra", alice.name(), digest),
+        format!("APOP  {}", digest),
+    ] {
+        pop.err(&line);
+        pop.ok("CAPA");
+        pop.multiline();
+    }
+    pop.ok(&good);
+    pop.ok("QUIT");
+}
+
+/// A client that drops the connection in the middle of a large RETR: the server ends quietly
+/// (no panic on the broken pipe) and deletes nothing.
+#[test]
+fn client_vanishes_mid_retr() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let big = large_message(4 * 1024);
+    let names: Vec<String> = (0..2).map(|_| w.deliver(&alice, &big)).collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("DELE 2");
+    pop.ok("RETR 1");
+    pop.line();
+    pop.drop_connection();
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// A command line cut off by the end of the stream deletes nothing.
+#[test]
+fn eof_inside_a_command_line() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let name = w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("DELE 1");
+    pop.send_raw(b"QUI");
+    pop.drop_connection();
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), [name].into_iter().collect());
+}
+
+/// RETR and TOP stream: serving a 48 MiB message (twice in one pipeline, a copy in cur/ whose
+/// size must be measured, and TOP) leaves the server's peak resident memory far below it.
+#[test]
+fn large_retr_in_bounded_memory() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let big = large_message(48 * 1024);
+    w.deliver(&alice, &big);
+    w.place(
+        &alice,
+        &alice.maildir(),
+        "cur",
+        "1600000000.M1P1.elsewhere:2,S",
+        &big,
+    );
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let size = crlf(&big).len();
+    assert_eq!(pop.ok("LIST 1"), format!("+OK 1 {size}"));
+    assert_eq!(pop.ok("LIST 2"), format!("+OK 2 {size}"));
+    pop.send_raw(b"RETR 1\r\nRETR 2\r\nTOP 1 100000\r\n");
+    let wire = retr_wire(&big);
+    for i in 0..3 {
+        pop.line();
+        assert!(pop.multiline_raw() == wire, "reply {i} differs");
+    }
+    let pid = server.sessions()[0];
+    let peak = crate::harness::peak_rss_kib(pid);
+    assert!(
+        peak < 24 * 1024,
+        "ipop3d peaked at {peak} KiB serving a {} KiB message",
+        size / 1024
+    );
+    pop.ok("QUIT");
+}

@@ -296,7 +296,13 @@ impl World {
     /// Starts tcpserver with exactly `env` (plus PATH), optionally as `run_as` (root only).
     pub fn serve_with(&self, env: &[(&str, &str)], run_as: Option<&Account>) -> Server {
         self.write_config();
-        Server::start(&self.config_path(), env, run_as)
+        Server::start(&self.config_path(), env, run_as, &[])
+    }
+
+    /// Starts tcpserver with `INTRANET=1` and extra tcpserver options (such as `-l NAME`).
+    pub fn serve_tcpserver_opts(&self, opts: &[&str]) -> Server {
+        self.write_config();
+        Server::start(&self.config_path(), &[("INTRANET", "1")], None, opts)
     }
 }
 
@@ -427,13 +433,20 @@ pub struct Server {
 }
 
 impl Server {
-    fn start(config: &Path, env: &[(&str, &str)], run_as: Option<&Account>) -> Server {
+    fn start(
+        config: &Path,
+        env: &[(&str, &str)],
+        run_as: Option<&Account>,
+        opts: &[&str],
+    ) -> Server {
         let tcpserver = find_tool("tcpserver").expect("tcpserver is installed");
         let mut cmd = Command::new(tcpserver);
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .envs(env.iter().copied())
-            .args(["-vR", "-c40", "-p", "127.0.0.1", "0", IPOP3D, "--config"])
+            .args(["-vR", "-c40"])
+            .args(opts)
+            .args(["-p", "127.0.0.1", "0", IPOP3D, "--config"])
             .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -555,6 +568,16 @@ fn listening_port(pid: u32) -> Option<u16> {
         }
     }
     None
+}
+
+/// The peak resident set size (`VmHWM:`) of process `pid`, in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
 }
 
 /// The `Uid:`/`Gid:`/`Groups:` lines of `/proc/<pid>/status`, as numbers.
