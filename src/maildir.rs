@@ -3,9 +3,10 @@
 //! Guarantees:
 //! - One session per maildrop: an exclusive, non-blocking flock on `apoptools-pop3.lock` in the
 //!   Maildir, held for the life of the [`Maildrop`]; a second session gets [`Error::Busy`].
-//! - At open, every message in `new/` moves to `cur/` (link, then unlink: never over an existing
-//!   name) as `<unique>,S=<file size>,W=<wire size>:2,<flags>` (the Maildir++/Dovecot
-//!   convention), so later scans need only `readdir`: no stat, no read. Messages already in
+//! - At open, every message in `new/` moves to `cur/` (link, fsync `cur/`, then unlink: never
+//!   over an existing name, never lost in a crash) as
+//!   `<unique>,S=<file size>,W=<wire size>:2,<flags>` (the Maildir++/Dovecot convention), so
+//!   later scans need only `readdir`: no stat, no read. Messages already in
 //!   `cur/` without `W=` are measured once and remembered in `apoptools-sizes` (replaced
 //!   atomically, keyed by file name).
 //! - Messages are numbered in delivery order: by the Unix time that starts a qmail file name,
@@ -430,6 +431,8 @@ fn open_regular(path: &Path) -> io::Result<File> {
 /// Moves every message in `new/` to `cur/` with its sizes in the name; returns how many.
 fn move_new(new: &Path, cur: &Path) -> Result<usize> {
     let mut moved = 0;
+    // Linked into cur/, to unlink from new/ once the links are durable.
+    let mut linked = Vec::new();
     let entries = std::fs::read_dir(new).map_err(|e| Error::io(new, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(new, e))?;
@@ -453,10 +456,7 @@ fn move_new(new: &Path, cur: &Path) -> Result<usize> {
         to_name.extend_from_slice(fields.flags);
         let to = cur.join(OsString::from_vec(to_name));
         match std::fs::hard_link(&from, &to) {
-            Ok(()) => {
-                // The link is the move; a failed unlink only leaves a duplicate in new/.
-                let _ = std::fs::remove_file(&from);
-            }
+            Ok(()) => linked.push(from),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // An earlier session linked it and died before the unlink: same file, so
                 // finish the move; a different file of the same name stays in new/.
@@ -471,12 +471,20 @@ fn move_new(new: &Path, cur: &Path) -> Result<usize> {
             // File systems without hard links: rename, but never over an existing name.
             Err(_) if !to.exists() => match std::fs::rename(&from, &to) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&from, e)),
+                Err(_) => continue,
             },
             Err(_) => continue,
         }
         moved += 1;
+    }
+    if moved > 0 {
+        // Make the new names durable before the old ones go, so a crash can leave a message
+        // in both places (the next session finishes the move) but never in neither.
+        atomic::sync_dir(cur)?;
+        for from in &linked {
+            // A failed unlink only leaves a duplicate the next session removes.
+            let _ = std::fs::remove_file(from);
+        }
     }
     Ok(moved)
 }
