@@ -546,3 +546,181 @@ fn large_retr_in_bounded_memory() {
     );
     pop.ok("QUIT");
 }
+
+/// Many sessions racing to log in to one maildrop while all stay open: exactly one wins, the
+/// others get `-ERR [IN-USE]`.
+#[test]
+fn racing_logins_exactly_one_wins() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut sessions: Vec<Pop> = (0..12).map(|_| server.connect()).collect();
+    let barrier = std::sync::Barrier::new(sessions.len());
+    let replies: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = sessions
+            .iter_mut()
+            .map(|pop| {
+                let (barrier, alice) = (&barrier, &alice);
+                s.spawn(move || {
+                    let line = pop.apop_line(alice.name(), &alice.password);
+                    barrier.wait();
+                    pop.cmd(&line)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners = replies.iter().filter(|r| r.starts_with("+OK")).count();
+    assert_eq!(winners, 1, "{replies:#?}");
+    for r in replies.iter().filter(|r| !r.starts_with("+OK")) {
+        assert!(r.starts_with("-ERR [IN-USE]"), "{r:?}");
+    }
+}
+
+fn make_maildir(w: &World, user: &crate::harness::User, dir: &std::path::Path) {
+    w.mkdir_as(&user.account, dir, 0o700);
+    for sub in ["new", "cur", "tmp"] {
+        w.mkdir_as(&user.account, &dir.join(sub), 0o700);
+    }
+}
+
+/// An extension whose `.qmail-EXT` delivers to the account's own Maildir shares its lock: one
+/// session at a time for the maildrop, whichever address logged in.
+#[test]
+fn extension_on_the_same_maildir_shares_the_lock() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    let home = alice.account.home.clone();
+    w.write_as(
+        &alice.account,
+        &home.join(".qmail-same"),
+        b"./Maildir/\n",
+        0o644,
+    );
+    w.set_secret(&alice, Some("same"), "pw-alice-same-secret");
+    let server = w.serve();
+    let mut first = server.connect();
+    first.apop("alice-same", "pw-alice-same-secret");
+    let mut second = server.connect();
+    let line = second.apop_line(alice.name(), &alice.password);
+    let reply = second.cmd(&line);
+    assert!(reply.starts_with("-ERR [IN-USE]"), "{reply:?}");
+    first.ok("QUIT");
+}
+
+/// A `.qmail-EXT` whose maildir line climbs out with `..` is not followed; the other
+/// account's mail is untouched.
+#[test]
+fn dot_qmail_with_dotdot_is_refused() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let bob = w.user("bob");
+    let bob_mail = w.deliver(&bob, &small_message(1));
+    let home = alice.account.home.clone();
+    w.write_as(
+        &alice.account,
+        &home.join(".qmail-sneak"),
+        b"./../bob/Maildir/\n",
+        0o644,
+    );
+    w.set_secret(&alice, Some("sneak"), "pw-alice-sneak-secret");
+    let server = w.serve();
+    let mut pop = server.connect();
+    let line = pop.apop_line("alice-sneak", "pw-alice-sneak-secret");
+    let reply = pop.cmd(&line);
+    assert!(reply.starts_with("-ERR"), "{reply:?}");
+    drop(pop);
+    server.wait_idle();
+    let new: Vec<_> = std::fs::read_dir(bob.maildir().join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(new, vec![bob_mail]);
+}
+
+/// Disabling an account also disables its extension addresses.
+#[test]
+fn disabled_account_extensions_fail_too() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let home = alice.account.home.clone();
+    w.write_as(
+        &alice.account,
+        &home.join(".qmail-same"),
+        b"./Maildir/\n",
+        0o644,
+    );
+    w.set_secret(&alice, Some("same"), "pw-alice-same-secret");
+    w.disable(&alice);
+    let server = w.serve();
+    let mut pop = server.connect();
+    let canonical = pop.err(&pop.apop_line(alice.name(), &alice.password));
+    assert!(canonical.starts_with("-ERR [AUTH]"), "{canonical:?}");
+    assert_eq!(
+        pop.cmd(&pop.apop_line("alice-same", "pw-alice-same-secret")),
+        canonical
+    );
+}
+
+/// A disable list anyone may write is not trusted: every login fails (closed, not open).
+#[test]
+fn unsafe_disable_list_fails_closed() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let bob = w.user("bob");
+    w.disable(&bob);
+    std::fs::set_permissions(w.disabled_path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let server = w.serve();
+    let mut pop = server.connect();
+    let reply = pop.cmd(&pop.apop_line(alice.name(), &alice.password));
+    assert!(reply.starts_with("-ERR"), "{reply:?}");
+}
+
+/// Postfix-style extensions: `ext_delimiter = +`, `dotqmail = .forward`; and `maildir` naming
+/// another Maildir path in the home.
+#[test]
+fn postfix_style_extensions_and_maildir_setting() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.set("ext_delimiter", "+");
+    w.set("dotqmail", ".forward");
+    w.set("maildir", "Mail/inbox");
+    let home = alice.account.home.clone();
+    w.mkdir_as(&alice.account, &home.join("Mail"), 0o700);
+    let inbox = home.join("Mail/inbox");
+    make_maildir(&w, &alice, &inbox);
+    let lists = home.join("Lists");
+    make_maildir(&w, &alice, &lists);
+    let in_inbox = small_message(1);
+    let in_lists = small_message(2);
+    w.deliver_to(&alice, &inbox, &in_inbox);
+    w.deliver_to(&alice, &lists, &in_lists);
+    w.deliver(&alice, &small_message(3)); // ~/Maildir is not used
+    w.write_as(
+        &alice.account,
+        &home.join(".forward+lists"),
+        b"./Lists/\n",
+        0o644,
+    );
+    w.set_secret(&alice, Some("lists"), "pw-alice-lists-secret");
+    let server = w.serve();
+
+    let mut pop = server.connect();
+    pop.apop(alice.name(), &alice.password);
+    pop.ok("RETR 1");
+    assert_eq!(pop.multiline_raw(), retr_wire(&in_inbox));
+    assert_eq!(pop.ok("STAT").split(' ').nth(1), Some("1"));
+    pop.ok("QUIT");
+
+    let mut pop = server.connect();
+    pop.apop("alice+lists", "pw-alice-lists-secret");
+    pop.ok("RETR 1");
+    assert_eq!(pop.multiline_raw(), retr_wire(&in_lists));
+    pop.ok("QUIT");
+
+    let mut pop = server.connect();
+    let reply = pop.cmd(&pop.apop_line("alice-lists", "pw-alice-lists-secret"));
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply:?}");
+}
