@@ -97,14 +97,36 @@ pub enum State {
 /// Whether `command` may run in `state`.
 pub fn allowed(state: &State, command: &Command) -> bool {
     use Command as C;
-    match state {
-        State::Authorization { user } => match command {
-            C::User(_) | C::Apop { .. } | C::Quit | C::Capa => true,
-            C::Pass(_) => user.is_some(),
-            _ => false,
-        },
-        State::Transaction(_) => !matches!(command, C::User(_) | C::Pass(_) | C::Apop { .. }),
-        State::Update => false,
+    // Exhaustive on purpose: a new command must be placed in every state.
+    match (state, command) {
+        (State::Authorization { .. }, C::User(_) | C::Apop { .. } | C::Quit | C::Capa) => true,
+        (State::Authorization { user }, C::Pass(_)) => user.is_some(),
+        (
+            State::Authorization { .. },
+            C::Stat
+            | C::List(_)
+            | C::Retr(_)
+            | C::Dele(_)
+            | C::Noop
+            | C::Rset
+            | C::Top { .. }
+            | C::Uidl(_),
+        ) => false,
+        (
+            State::Transaction(_),
+            C::Stat
+            | C::List(_)
+            | C::Retr(_)
+            | C::Dele(_)
+            | C::Noop
+            | C::Rset
+            | C::Quit
+            | C::Top { .. }
+            | C::Uidl(_)
+            | C::Capa,
+        ) => true,
+        (State::Transaction(_), C::User(_) | C::Pass(_) | C::Apop { .. }) => false,
+        (State::Update, _) => false,
     }
 }
 
@@ -1160,6 +1182,46 @@ mod tests {
             logged_in > 10 && deleted > 0,
             "{logged_in} logins, {deleted} with deletions"
         );
+    }
+
+    #[test]
+    fn allowed_table() {
+        use crate::pop3::parse_line;
+        let dir = maildir(&[]);
+        let open = || State::Transaction(Box::new(Maildrop::open(dir.path()).unwrap()));
+        let fresh = State::Authorization { user: None };
+        let named = State::Authorization {
+            user: Some("u".into()),
+        };
+        // command, then allowed in: fresh AUTHORIZATION, after USER, TRANSACTION, UPDATE.
+        let table: [(&[u8], [bool; 4]); 13] = [
+            (b"USER u", [true, true, false, false]),
+            (b"PASS p", [false, true, false, false]),
+            (b"APOP u d", [true, true, false, false]),
+            (b"QUIT", [true, true, true, false]),
+            (b"CAPA", [true, true, true, false]),
+            (b"STAT", [false, false, true, false]),
+            (b"LIST", [false, false, true, false]),
+            (b"RETR 1", [false, false, true, false]),
+            (b"DELE 1", [false, false, true, false]),
+            (b"NOOP", [false, false, true, false]),
+            (b"RSET", [false, false, true, false]),
+            (b"TOP 1 1", [false, false, true, false]),
+            (b"UIDL", [false, false, true, false]),
+        ];
+        for (line, want) in table {
+            let c = parse_line(line).unwrap();
+            let got = [
+                allowed(&fresh, &c),
+                allowed(&named, &c),
+                {
+                    let t = open();
+                    allowed(&t, &c)
+                },
+                allowed(&State::Update, &c),
+            ];
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(line));
+        }
     }
 
     #[test]
