@@ -127,7 +127,7 @@ fn fetchmail_setup(dir: &Path, port: u16, proto: &str, user: &User, keep: bool) 
             "set no syslog\n\
              poll 127.0.0.1 service {port} protocol {proto} timeout 60\n\
              \tuser \"{}\" there with password \"{}\"\n\
-             \toptions fetchall no rewrite sslproto '' {} mda \"{} {}\"\n",
+             \toptions fetchall no rewrite sslproto '' {} mda \"sh {} {}\"\n",
             user.name(),
             user.password,
             if keep { "keep" } else { "no keep" },
@@ -187,6 +187,11 @@ fn fetchmail_round(w: &mut World, proto: &str) {
             .arg(&rc);
         let out = must(&mut cmd);
         let log = text(&out.stderr) + &text(&out.stdout);
+        let login = if proto == "APOP" { "APOP" } else { "USER" };
+        assert!(
+            log.contains(&format!("POP3> {login} {}", alice.name())),
+            "fetchmail did not log in with {login}:\n{log}"
+        );
         let mut got: Vec<PathBuf> = std::fs::read_dir(home.path().join("out"))
             .unwrap()
             .map(|e| e.unwrap().path())
