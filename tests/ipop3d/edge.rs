@@ -724,3 +724,30 @@ fn postfix_style_extensions_and_maildir_setting() {
     let reply = pop.cmd(&pop.apop_line("alice-lists", "pw-alice-lists-secret"));
     assert!(reply.starts_with("-ERR [AUTH]"), "{reply:?}");
 }
+
+/// A client that stops reading in the middle of a large RETR is dropped once the send has
+/// been stuck for `timeout`, and nothing is deleted.
+#[test]
+fn client_that_stops_reading_is_dropped() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.set("timeout", "1");
+    let names: Vec<String> = [large_message(16 * 1024), small_message(2)]
+        .iter()
+        .map(|m| w.deliver(&alice, m))
+        .collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.send_raw(
+        format!(
+            "USER {}\r\nPASS {}\r\nDELE 2\r\nRETR 1\r\n",
+            alice.name(),
+            alice.password
+        )
+        .as_bytes(),
+    );
+    // Read nothing more, keep the connection open: the server must give up by itself.
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
+    drop(pop);
+}

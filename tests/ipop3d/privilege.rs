@@ -95,3 +95,53 @@ fn non_root_server_serves_only_its_own_uid() {
         .count();
     assert_eq!(bob_new, 1, "bob's new/ untouched");
 }
+
+/// What the server creates in a Maildir (its session lock, its size cache) belongs to the
+/// account: it was made after the drop, never as root.
+#[test]
+fn files_the_server_creates_belong_to_the_account_root() {
+    if !have_root("files_the_server_creates_belong_to_the_account_root") {
+        return;
+    }
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    // A message in cur/ whose name carries no size makes the server measure and cache it.
+    w.place(
+        &alice,
+        &alice.maildir(),
+        "cur",
+        "1600000000.M1P1.elsewhere:2,S",
+        &small_message(2),
+    );
+    let before: std::collections::BTreeSet<_> = std::fs::read_dir(alice.maildir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("STAT");
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+
+    use std::os::unix::fs::MetadataExt;
+    let mut created = Vec::new();
+    for dir in [alice.maildir(), alice.maildir().join("cur")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (alice.account.uid, alice.account.gid),
+                "{} is not the account's",
+                entry.path().display()
+            );
+            if dir == alice.maildir() && !before.contains(&entry.file_name()) {
+                created.push(entry.file_name());
+            }
+        }
+    }
+    assert!(!created.is_empty(), "the server created nothing to check");
+}
