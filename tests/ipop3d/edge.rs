@@ -751,3 +751,128 @@ fn client_that_stops_reading_is_dropped() {
     assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
     drop(pop);
 }
+
+/// Names that cannot be a UIDL as they are (too long, a space, a control byte, not UTF-8) get
+/// a valid, stable UIDL all the same; dot files are not messages.
+#[test]
+fn odd_file_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let md = alice.maildir();
+    let long = format!("1700000001.{}.host", "x".repeat(80));
+    w.place(&alice, &md, "new", &long, &small_message(1));
+    w.place(
+        &alice,
+        &md,
+        "new",
+        "1700000002.with space.host",
+        &small_message(2),
+    );
+    w.place(
+        &alice,
+        &md,
+        "new",
+        "1700000003.ctl\u{1}.host",
+        &small_message(3),
+    );
+    let raw = std::ffi::OsStr::from_bytes(b"1700000004.bad\xff.host");
+    crate::harness::write_as_raw(&alice, &md.join("new").join(raw), &small_message(4));
+    w.place(&alice, &md, "new", ".hidden", b"Subject: not a message\n\n");
+    w.place(
+        &alice,
+        &md,
+        "cur",
+        ".also-hidden:2,",
+        b"Subject: not a message\n\n",
+    );
+    let server = w.serve();
+    let mut first = Vec::new();
+    for round in 0..2 {
+        let mut pop = server.connect();
+        pop.login(alice.name(), &alice.password);
+        let uidl = pairs(&pop.ok_lines("UIDL"));
+        assert_eq!(uidl.len(), 4, "{uidl:?}");
+        let mut seen = std::collections::BTreeSet::new();
+        for (n, u) in &uidl {
+            assert!(
+                (1..=70).contains(&u.len()) && u.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+                "UIDL {n} {u:?}"
+            );
+            assert!(seen.insert(u.clone()), "duplicate UIDL {u}");
+            pop.ok(&format!("RETR {n}"));
+            assert_eq!(pop.multiline_raw(), retr_wire(&small_message(*n as u32)));
+        }
+        if round == 0 {
+            first = uidl;
+        } else {
+            assert_eq!(uidl, first, "UIDLs are stable across sessions");
+        }
+        pop.ok("QUIT");
+        pop.expect_closed();
+        server.wait_idle();
+    }
+    assert!(
+        md.join("new/.hidden").exists(),
+        "dot files stay where they are"
+    );
+}
+
+/// Dot-stuffing, CRLF and TOP's line count are right wherever a line starts relative to the
+/// server's read chunks: lines starting with "." at every offset around several 64 KiB
+/// boundaries, in LF files and in files that already have CRLF.
+#[test]
+fn dot_stuffing_across_chunk_boundaries() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    let mut msgs = Vec::new();
+    for (eol, pads) in [("\n", 2..=4), ("\r\n", 3..=6)] {
+        for pad in pads {
+            let mut m = format!("Subject: dots{eol}{eol}").into_bytes();
+            m.extend(std::iter::repeat(b'p').take(pad - eol.len()));
+            m.extend_from_slice(eol.as_bytes());
+            while m.len() < 200 * 1024 {
+                m.extend_from_slice(format!(".x{eol}").as_bytes());
+            }
+            msgs.push(m);
+        }
+    }
+    for m in &msgs {
+        w.deliver(&alice, m);
+    }
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    for (i, m) in msgs.iter().enumerate() {
+        let n = i + 1;
+        let crlf_form = if m.contains(&b'\r') {
+            m.clone()
+        } else {
+            crlf(m)
+        };
+        assert_eq!(
+            pop.ok(&format!("LIST {n}")),
+            format!("+OK {n} {}", crlf_form.len())
+        );
+        pop.ok(&format!("RETR {n}"));
+        let lf_form: Vec<u8> = String::from_utf8(m.clone())
+            .unwrap()
+            .replace("\r\n", "\n")
+            .into_bytes();
+        assert!(
+            pop.multiline_raw() == retr_wire(&lf_form),
+            "RETR {n} differs"
+        );
+        // TOP with enough lines to cross two chunk boundaries.
+        let lines = 40_000;
+        pop.ok(&format!("TOP {n} {lines}"));
+        let text = String::from_utf8(lf_form).unwrap();
+        let (header, body) = text.split_once("\n\n").unwrap();
+        let top: String = body.split_inclusive('\n').take(lines).collect();
+        assert!(
+            pop.multiline_raw() == retr_wire(format!("{header}\n\n{top}").as_bytes()),
+            "TOP {n} {lines} differs"
+        );
+    }
+    pop.ok("QUIT");
+}

@@ -306,6 +306,12 @@ impl World {
     }
 }
 
+/// Writes a file (any name bytes) owned by `user`, mode 0600.
+pub fn write_as_raw(user: &User, path: &Path, bytes: &[u8]) {
+    write_file(path, bytes, 0o600);
+    chown_to(&user.account, path);
+}
+
 fn write_file(path: &Path, bytes: &[u8], mode: u32) {
     use std::io::Write;
     let mut f = std::fs::File::options()
