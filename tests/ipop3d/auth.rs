@@ -298,3 +298,48 @@ fn second_session_gets_in_use() {
     again.login(alice.name(), &alice.password);
     again.ok("QUIT");
 }
+
+/// stderr: one `ipop3d: login` line per login attempt and one `ipop3d: end` line per session,
+/// never a password or a digest; the exit status says how the session ended.
+#[test]
+fn log_lines_one_per_event_without_secrets() {
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+
+    let mut pop = server.connect();
+    let good = pop.apop_line(alice.name(), &alice.password);
+    pop.ok(&good);
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+
+    let mut pop = server.connect();
+    let bad = pop.apop_line(alice.name(), "wrong-password");
+    for _ in 0..3 {
+        pop.err(&bad);
+    }
+    pop.expect_closed();
+    server.wait_idle();
+
+    let log = server.log();
+    let count = |prefix: &str| log.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("ipop3d: login "), 4, "{log}");
+    assert_eq!(count("ipop3d: end "), 2, "{log}");
+    for secret in [
+        alice.password.as_str(),
+        "wrong-password",
+        good.rsplit_once(' ').unwrap().1,
+        bad.rsplit_once(' ').unwrap().1,
+    ] {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
+    let statuses: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("tcpserver: end "))
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    // tcpserver prints the raw wait status: exit 1 (too many failures) is 256.
+    assert_eq!(statuses, vec!["0", "256"], "{log}");
+}

@@ -317,3 +317,24 @@ fn idle_timeout_closes_and_deletes_nothing() {
     server.wait_idle();
     assert_eq!(uniques(&alice.maildir()), names.iter().cloned().collect());
 }
+
+/// When the UPDATE state cannot remove a message (cur/ made read-only meanwhile), QUIT says
+/// so with -ERR instead of +OK, and the message is still there.
+#[test]
+fn quit_reports_deletions_that_failed() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut w = World::new();
+    let (alice, names) = three_messages(&mut w);
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let cur = alice.maildir().join("cur");
+    std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(0o500)).unwrap();
+    pop.ok("DELE 1");
+    let quit = pop.cmd("QUIT");
+    std::fs::set_permissions(&cur, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(quit.starts_with("-ERR"), "{quit:?}");
+    pop.expect_closed();
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), names.iter().cloned().collect());
+}
