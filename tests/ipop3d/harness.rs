@@ -68,6 +68,11 @@ pub fn have_root(test: &str) -> bool {
 /// Virtual uids handed out to users of all worlds in this test process.
 static NEXT_UID: AtomicU32 = AtomicU32::new(61000);
 
+/// A virtual uid no other user of this test process has.
+pub fn fresh_uid() -> u32 {
+    NEXT_UID.fetch_add(1, Ordering::SeqCst)
+}
+
 /// A mail user of a world.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -136,7 +141,7 @@ impl World {
     /// Adds a user with a home, an empty Maildir and the password `pw-<name>-secret`.
     pub fn user(&mut self, name: &str) -> User {
         let (uid, gid) = if is_root() {
-            let uid = NEXT_UID.fetch_add(1, Ordering::SeqCst);
+            let uid = fresh_uid();
             (uid, uid)
         } else {
             (

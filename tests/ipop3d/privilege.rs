@@ -1,7 +1,7 @@
 //! Privilege: the serving process becomes the account for good before it touches mail; uid 0
 //! never logs in; a non-root ipop3d serves only its own uid.
 
-use crate::harness::{have_root, is_root, proc_ids, small_message, uniques, World};
+use crate::harness::{fresh_uid, have_root, is_root, proc_ids, small_message, uniques, World};
 
 /// While a session is open after login, the ipop3d process's real, effective, saved (and fs)
 /// uids and gids are the account's, and its only group is the account's.
@@ -30,11 +30,18 @@ fn session_runs_as_the_account_root() {
     );
     pop.ok("QUIT");
 
-    // APOP sessions drop too.
+    pop.expect_closed();
+    server.wait_idle();
+
+    // APOP sessions drop too, and to the account's own gid when it differs from the uid.
+    let uid = fresh_uid();
+    let carol = w.user_with_ids("carol", uid, uid + 1000);
+    let server = w.serve();
     let mut pop = server.connect();
-    pop.apop(alice.name(), &alice.password);
-    let (uids, gids, _) = proc_ids(server.sessions()[0]);
-    assert_eq!((uids, gids), (vec![a.uid; 4], vec![a.gid; 4]));
+    pop.apop(carol.name(), &carol.password);
+    let (uids, gids, groups) = proc_ids(server.sessions()[0]);
+    assert_eq!((uids, gids), (vec![uid; 4], vec![uid + 1000; 4]));
+    assert!(groups.iter().all(|&g| g == uid + 1000), "{groups:?}");
     pop.ok("QUIT");
 }
 
