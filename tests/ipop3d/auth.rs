@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use crate::client::pairs;
-use crate::harness::{crlf, retr_wire, small_message, uniques, World};
+use crate::harness::{crlf, retr_wire, small_message, uniques};
 
 #[test]
 fn apop_login_with_the_stored_secret() {
-    let mut w = World::new();
+    let mut w = world!("apop_login_with_the_stored_secret");
     let alice = w.user("alice");
     let m = small_message(1);
     w.deliver(&alice, &m);
@@ -38,7 +38,7 @@ fn apop_login_with_the_stored_secret() {
 /// `-ERR [AUTH]` line, and USER itself does not tell who exists.
 #[test]
 fn every_auth_failure_looks_the_same() {
-    let mut w = World::new();
+    let mut w = world!("every_auth_failure_looks_the_same");
     let alice = w.user("alice");
     let bob = w.user("bob");
     w.disable(&bob);
@@ -79,7 +79,7 @@ fn every_auth_failure_looks_the_same() {
 
 #[test]
 fn connection_closes_after_three_failures() {
-    let mut w = World::new();
+    let mut w = world!("connection_closes_after_three_failures");
     let alice = w.user("alice");
     let server = w.serve();
     let mut pop = server.connect();
@@ -96,7 +96,7 @@ fn connection_closes_after_three_failures() {
 /// A failure is answered only after `auth_delay` (a lower bound; nothing here measures speed).
 #[test]
 fn failures_wait_auth_delay() {
-    let mut w = World::new();
+    let mut w = world!("failures_wait_auth_delay");
     let alice = w.user("alice");
     w.set("auth_delay", "800");
     let server = w.serve();
@@ -134,7 +134,7 @@ fn assert_base_capabilities(caps: &[String]) {
 
 #[test]
 fn capa_with_plaintext_allowed() {
-    let mut w = World::new();
+    let mut w = world!("capa_with_plaintext_allowed");
     let alice = w.user("alice");
     let server = w.serve(); // default plaintext = intranet, INTRANET=1
     let mut pop = server.connect();
@@ -160,7 +160,7 @@ fn assert_plaintext_refused(server: &crate::harness::Server, alice: &crate::harn
 
 #[test]
 fn plaintext_never_refuses_user() {
-    let mut w = World::new();
+    let mut w = world!("plaintext_never_refuses_user");
     let alice = w.user("alice");
     w.set("plaintext", "never");
     let server = w.serve(); // INTRANET=1 does not matter
@@ -169,7 +169,7 @@ fn plaintext_never_refuses_user() {
 
 #[test]
 fn plaintext_intranet_needs_intranet_env() {
-    let mut w = World::new();
+    let mut w = world!("plaintext_intranet_needs_intranet_env");
     let alice = w.user("alice");
     let server = w.serve_with(&[], None);
     assert_plaintext_refused(&server, &alice);
@@ -179,7 +179,7 @@ fn plaintext_intranet_needs_intranet_env() {
 
 #[test]
 fn plaintext_always_without_intranet_env() {
-    let mut w = World::new();
+    let mut w = world!("plaintext_always_without_intranet_env");
     let alice = w.user("alice");
     w.set("plaintext", "always");
     let server = w.serve_with(&[], None);
@@ -193,7 +193,7 @@ fn plaintext_always_without_intranet_env() {
 /// maildir line of `~alice/.qmail-lists`.
 #[test]
 fn extension_login_uses_apop_ext_and_dot_qmail() {
-    let mut w = World::new();
+    let mut w = world!("extension_login_uses_apop_ext_and_dot_qmail");
     let alice = w.user("alice");
     let home_msg = small_message(1);
     w.deliver(&alice, &home_msg);
@@ -273,7 +273,7 @@ fn extension_login_uses_apop_ext_and_dot_qmail() {
 /// While one session holds the maildrop, a second gets `-ERR [IN-USE]`; after QUIT it is free.
 #[test]
 fn second_session_gets_in_use() {
-    let mut w = World::new();
+    let mut w = world!("second_session_gets_in_use");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
     let server = w.serve();
@@ -303,7 +303,7 @@ fn second_session_gets_in_use() {
 /// never a password or a digest; the exit status says how the session ended.
 #[test]
 fn log_lines_one_per_event_without_secrets() {
-    let mut w = World::new();
+    let mut w = world!("log_lines_one_per_event_without_secrets");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
     let server = w.serve();

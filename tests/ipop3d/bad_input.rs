@@ -2,7 +2,7 @@
 //! lives on; nothing panics (the harness fails any test whose server log says "panicked").
 
 use crate::client::Pop;
-use crate::harness::{retr_wire, small_message, uniques, World};
+use crate::harness::{retr_wire, small_message, uniques};
 
 /// Sends `bytes` (a whole command line with its CRLF) and expects exactly one `-ERR` line,
 /// then shows the session is alive with `alive` (CAPA before login, NOOP after).
@@ -47,7 +47,7 @@ fn garbage_lines() -> Vec<Vec<u8>> {
 
 #[test]
 fn bad_input_before_login() {
-    let mut w = World::new();
+    let mut w = world!("bad_input_before_login");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
     let server = w.serve();
@@ -67,7 +67,7 @@ fn bad_input_before_login() {
 
 #[test]
 fn bad_input_after_login() {
-    let mut w = World::new();
+    let mut w = world!("bad_input_after_login");
     let alice = w.user("alice");
     let msgs: Vec<Vec<u8>> = (1..=3).map(small_message).collect();
     let names: Vec<String> = msgs.iter().map(|m| w.deliver(&alice, m)).collect();
@@ -144,7 +144,7 @@ fn bad_input_after_login() {
 /// QUIT still deletes what was marked.
 #[test]
 fn message_removed_meanwhile() {
-    let mut w = World::new();
+    let mut w = world!("message_removed_meanwhile");
     let alice = w.user("alice");
     let msgs: Vec<Vec<u8>> = (1..=3).map(small_message).collect();
     let names: Vec<String> = msgs.iter().map(|m| w.deliver(&alice, m)).collect();

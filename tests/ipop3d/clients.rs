@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::harness::{crlf, find_tool, have, large_message, seed_message, small_message, uniques};
+use crate::harness::{crlf, find_tool, large_message, seed_message, small_message, uniques};
 use crate::harness::{User, World};
 
 fn run(cmd: &mut Command) -> Output {
@@ -64,10 +64,7 @@ fn curl(port: u16, user: &User, path: &str, extra: &[&str]) -> Output {
 
 #[test]
 fn curl_retrieves_and_lists() {
-    if !have(&["tcpserver", "curl"], "curl_retrieves_and_lists") {
-        return;
-    }
-    let mut w = World::new();
+    let mut w = world!("curl_retrieves_and_lists", "curl");
     let (alice, msgs, names) = mailbox(&mut w);
     let server = w.serve();
 
@@ -170,8 +167,8 @@ fn strip_fetchmail_received(mail: &[u8]) -> Vec<u8> {
     [&mail[..start], &mail[end..]].concat()
 }
 
-fn fetchmail_round(w: &mut World, proto: &str) {
-    let (alice, msgs, names) = mailbox(w);
+fn fetchmail_round(mut w: World, proto: &str) {
+    let (alice, msgs, names) = mailbox(&mut w);
     let server = w.serve();
     for keep in [true, false] {
         let home = tempfile::tempdir().unwrap();
@@ -219,24 +216,18 @@ fn fetchmail_round(w: &mut World, proto: &str) {
 
 #[test]
 fn fetchmail_apop_keep_and_no_keep() {
-    if !have(
-        &["tcpserver", "fetchmail"],
-        "fetchmail_apop_keep_and_no_keep",
-    ) {
-        return;
-    }
-    fetchmail_round(&mut World::new(), "APOP");
+    fetchmail_round(
+        world!("fetchmail_apop_keep_and_no_keep", "fetchmail"),
+        "APOP",
+    );
 }
 
 #[test]
 fn fetchmail_pop3_keep_and_no_keep() {
-    if !have(
-        &["tcpserver", "fetchmail"],
-        "fetchmail_pop3_keep_and_no_keep",
-    ) {
-        return;
-    }
-    fetchmail_round(&mut World::new(), "POP3");
+    fetchmail_round(
+        world!("fetchmail_pop3_keep_and_no_keep", "fetchmail"),
+        "POP3",
+    );
 }
 
 /// Python's poplib: APOP or USER/PASS, STAT, LIST, UIDL, TOP, RETR of every message, DELE 1,
@@ -266,8 +257,7 @@ p.dele(1)
 print(p.quit().decode())
 "#;
 
-fn poplib_round(mode: &str) {
-    let mut w = World::new();
+fn poplib_round(mut w: World, mode: &str) {
     let (alice, msgs, names) = mailbox(&mut w);
     let server = w.serve();
     let out = tempfile::tempdir().unwrap();
@@ -312,16 +302,10 @@ fn poplib_round(mode: &str) {
 
 #[test]
 fn poplib_apop() {
-    if !have(&["tcpserver", "python3"], "poplib_apop") {
-        return;
-    }
-    poplib_round("apop");
+    poplib_round(world!("poplib_apop", "python3"), "apop");
 }
 
 #[test]
 fn poplib_user_pass() {
-    if !have(&["tcpserver", "python3"], "poplib_user_pass") {
-        return;
-    }
-    poplib_round("user");
+    poplib_round(world!("poplib_user_pass", "python3"), "user");
 }

@@ -29,7 +29,7 @@ fn unstuffed(raw: &[u8]) -> Vec<u8> {
 /// line ends (plus a final CRLF where the file had no final newline).
 #[test]
 fn odd_message_files_size_what_retr_sends() {
-    let mut w = World::new();
+    let mut w = world!("odd_message_files_size_what_retr_sends");
     let alice = w.user("alice");
     let files: [&[u8]; 5] = [
         b"Subject: no final newline\n\nlast line",
@@ -97,7 +97,7 @@ fn odd_message_files_size_what_retr_sends() {
 /// with the right size and the unique part as UIDL, in this session and the next.
 #[test]
 fn message_already_in_cur() {
-    let mut w = World::new();
+    let mut w = world!("message_already_in_cur");
     let alice = w.user("alice");
     let seen = small_message(1);
     w.place(
@@ -139,7 +139,7 @@ fn message_already_in_cur() {
 /// 9-digit time is older than a 10-digit one though it sorts after it as text).
 #[test]
 fn delivery_order_is_by_time_not_text() {
-    let mut w = World::new();
+    let mut w = world!("delivery_order_is_by_time_not_text");
     let alice = w.user("alice");
     let md = alice.maildir();
     let order = [
@@ -168,7 +168,7 @@ fn delivery_order_is_by_time_not_text() {
 /// with the very line a wrong password gets.
 #[test]
 fn odd_names_and_unsafe_store_files_fail_alike() {
-    let mut w = World::new();
+    let mut w = world!("odd_names_and_unsafe_store_files_fail_alike");
     let alice = w.user("alice");
     let carol = w.user("carol"); // .apop mode 0644
     let dave = w.user("dave"); // .apop a symlink to alice's
@@ -241,7 +241,7 @@ fn store_file_owned_by_another_uid_is_refused_root() {
     if !crate::harness::have_root("store_file_owned_by_another_uid_is_refused_root") {
         return;
     }
-    let mut w = World::new();
+    let mut w = world!("store_file_owned_by_another_uid_is_refused_root");
     let alice = w.user("alice");
     let bob = w.user("bob");
     let apop = alice.account.home.join(".apop");
@@ -256,7 +256,7 @@ fn store_file_owned_by_another_uid_is_refused_root() {
 #[test]
 fn max_auth_failures_is_configurable() {
     for (limit, open_after) in [(1u32, 0u32), (5, 4)] {
-        let mut w = World::new();
+        let mut w = world!("max_auth_failures_is_configurable");
         let alice = w.user("alice");
         w.set("max_auth_failures", &limit.to_string());
         let server = w.serve();
@@ -277,7 +277,7 @@ fn max_auth_failures_is_configurable() {
 /// QUIT before login: +OK, the connection closes, the Maildir is untouched (new/ stays new/).
 #[test]
 fn quit_before_login() {
-    let mut w = World::new();
+    let mut w = world!("quit_before_login");
     let alice = w.user("alice");
     let name = w.deliver(&alice, &small_message(1));
     let server = w.serve();
@@ -296,7 +296,7 @@ fn quit_before_login() {
 /// A command sent one byte per write is one command.
 #[test]
 fn command_split_across_writes() {
-    let mut w = World::new();
+    let mut w = world!("command_split_across_writes");
     let alice = w.user("alice");
     let m = small_message(1);
     w.deliver(&alice, &m);
@@ -316,7 +316,7 @@ fn command_split_across_writes() {
 /// order, while the server's output fills the socket before we read.
 #[test]
 fn deep_pipeline() {
-    let mut w = World::new();
+    let mut w = world!("deep_pipeline");
     let alice = w.user("alice");
     let big = large_message(256);
     w.deliver(&alice, &big);
@@ -348,7 +348,7 @@ fn deep_pipeline() {
 /// The idle timeout also ends a session that never logged in.
 #[test]
 fn idle_timeout_before_login() {
-    let mut w = World::new();
+    let mut w = world!("idle_timeout_before_login");
     w.user("alice");
     w.set("timeout", "1");
     let server = w.serve();
@@ -362,7 +362,7 @@ fn idle_timeout_before_login() {
 /// not delete it.
 #[test]
 fn mail_arriving_during_a_session() {
-    let mut w = World::new();
+    let mut w = world!("mail_arriving_during_a_session");
     let alice = w.user("alice");
     let first = w.deliver(&alice, &small_message(1));
     let server = w.serve();
@@ -388,7 +388,7 @@ fn mail_arriving_during_a_session() {
 /// Every message deleted: LIST is empty, STAT is 0 0, QUIT empties the Maildir.
 #[test]
 fn delete_everything() {
-    let mut w = World::new();
+    let mut w = world!("delete_everything");
     let alice = w.user("alice");
     for n in 1..=3 {
         w.deliver(&alice, &small_message(n));
@@ -411,7 +411,7 @@ fn delete_everything() {
 /// Without `hostname` in the config, the timestamp's host is tcpserver's `TCPLOCALHOST`.
 #[test]
 fn timestamp_host_from_tcplocalhost() {
-    let mut w = World::new();
+    let mut w = world!("timestamp_host_from_tcplocalhost");
     w.user("alice");
     let server = w.serve_tcpserver_opts(&["-l", "pop.tcplocal.test"]);
     let pop = server.connect();
@@ -426,7 +426,7 @@ fn timestamp_host_from_tcplocalhost() {
 /// APOP.
 #[test]
 fn passwords_with_spaces_and_utf8() {
-    let mut w = World::new();
+    let mut w = world!("passwords_with_spaces_and_utf8");
     let alice = w.user("alice");
     let bob = w.user("bob");
     let spaced = "correct horse  battery staple";
@@ -450,7 +450,7 @@ fn passwords_with_spaces_and_utf8() {
 /// APOP lines with a malformed digest or missing arguments fail, the session goes on.
 #[test]
 fn malformed_apop() {
-    let mut w = World::new();
+    let mut w = world!("malformed_apop");
     let alice = w.user("alice");
     w.set("max_auth_failures", "100");
     let server = w.serve();
@@ -478,7 +478,7 @@ fn malformed_apop() {
 /// (no panic on the broken pipe) and deletes nothing.
 #[test]
 fn client_vanishes_mid_retr() {
-    let mut w = World::new();
+    let mut w = world!("client_vanishes_mid_retr");
     let alice = w.user("alice");
     let big = large_message(4 * 1024);
     let names: Vec<String> = (0..2).map(|_| w.deliver(&alice, &big)).collect();
@@ -497,7 +497,7 @@ fn client_vanishes_mid_retr() {
 /// A command line cut off by the end of the stream deletes nothing.
 #[test]
 fn eof_inside_a_command_line() {
-    let mut w = World::new();
+    let mut w = world!("eof_inside_a_command_line");
     let alice = w.user("alice");
     let name = w.deliver(&alice, &small_message(1));
     let server = w.serve();
@@ -514,7 +514,7 @@ fn eof_inside_a_command_line() {
 /// size must be measured, and TOP) leaves the server's peak resident memory far below it.
 #[test]
 fn large_retr_in_bounded_memory() {
-    let mut w = World::new();
+    let mut w = world!("large_retr_in_bounded_memory");
     let alice = w.user("alice");
     let big = large_message(48 * 1024);
     w.deliver(&alice, &big);
@@ -551,7 +551,7 @@ fn large_retr_in_bounded_memory() {
 /// others get `-ERR [IN-USE]`.
 #[test]
 fn racing_logins_exactly_one_wins() {
-    let mut w = World::new();
+    let mut w = world!("racing_logins_exactly_one_wins");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
     let server = w.serve();
@@ -589,7 +589,7 @@ fn make_maildir(w: &World, user: &crate::harness::User, dir: &std::path::Path) {
 /// session at a time for the maildrop, whichever address logged in.
 #[test]
 fn extension_on_the_same_maildir_shares_the_lock() {
-    let mut w = World::new();
+    let mut w = world!("extension_on_the_same_maildir_shares_the_lock");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
     let home = alice.account.home.clone();
@@ -614,7 +614,7 @@ fn extension_on_the_same_maildir_shares_the_lock() {
 /// account's mail is untouched.
 #[test]
 fn dot_qmail_with_dotdot_is_refused() {
-    let mut w = World::new();
+    let mut w = world!("dot_qmail_with_dotdot_is_refused");
     let alice = w.user("alice");
     let bob = w.user("bob");
     let bob_mail = w.deliver(&bob, &small_message(1));
@@ -643,7 +643,7 @@ fn dot_qmail_with_dotdot_is_refused() {
 /// Disabling an account also disables its extension addresses.
 #[test]
 fn disabled_account_extensions_fail_too() {
-    let mut w = World::new();
+    let mut w = world!("disabled_account_extensions_fail_too");
     let alice = w.user("alice");
     let home = alice.account.home.clone();
     w.write_as(
@@ -667,7 +667,7 @@ fn disabled_account_extensions_fail_too() {
 /// A disable list anyone may write is not trusted: every login fails (closed, not open).
 #[test]
 fn unsafe_disable_list_fails_closed() {
-    let mut w = World::new();
+    let mut w = world!("unsafe_disable_list_fails_closed");
     let alice = w.user("alice");
     let bob = w.user("bob");
     w.disable(&bob);
@@ -682,7 +682,7 @@ fn unsafe_disable_list_fails_closed() {
 /// another Maildir path in the home.
 #[test]
 fn postfix_style_extensions_and_maildir_setting() {
-    let mut w = World::new();
+    let mut w = world!("postfix_style_extensions_and_maildir_setting");
     let alice = w.user("alice");
     w.set("ext_delimiter", "+");
     w.set("dotqmail", ".forward");
@@ -729,7 +729,7 @@ fn postfix_style_extensions_and_maildir_setting() {
 /// been stuck for `timeout`, and nothing is deleted.
 #[test]
 fn client_that_stops_reading_is_dropped() {
-    let mut w = World::new();
+    let mut w = world!("client_that_stops_reading_is_dropped");
     let alice = w.user("alice");
     w.set("timeout", "1");
     let names: Vec<String> = [large_message(16 * 1024), small_message(2)]
@@ -757,7 +757,7 @@ fn client_that_stops_reading_is_dropped() {
 #[test]
 fn odd_file_names() {
     use std::os::unix::ffi::OsStrExt;
-    let mut w = World::new();
+    let mut w = world!("odd_file_names");
     let alice = w.user("alice");
     let md = alice.maildir();
     let long = format!("1700000001.{}.host", "x".repeat(80));
@@ -823,7 +823,7 @@ fn odd_file_names() {
 /// boundaries, in LF files and in files that already have CRLF.
 #[test]
 fn dot_stuffing_across_chunk_boundaries() {
-    let mut w = World::new();
+    let mut w = world!("dot_stuffing_across_chunk_boundaries");
     let alice = w.user("alice");
     let mut msgs = Vec::new();
     for (eol, pads) in [("\n", 2..=4), ("\r\n", 3..=6)] {

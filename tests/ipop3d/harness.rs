@@ -57,6 +57,25 @@ pub fn have(tools: &[&str], test: &str) -> bool {
     true
 }
 
+/// A fresh world for `test`, or `None` after saying why the test is skipped when tcpserver or
+/// one of `tools` is not installed.
+pub fn world_for(test: &str, tools: &[&str]) -> Option<World> {
+    let mut needed = vec!["tcpserver"];
+    needed.extend_from_slice(tools);
+    have(&needed, test).then(World::new)
+}
+
+/// `world!("test_name", "tool"...)`: a fresh [`World`], or return from the test (skipped) when
+/// tcpserver or a named tool is missing.
+macro_rules! world {
+    ($test:literal $(, $tool:literal)*) => {
+        match crate::harness::world_for($test, &[$($tool),*]) {
+            Some(world) => world,
+            None => return,
+        }
+    };
+}
+
 /// Whether the test runs as root; if not, says it is skipped.
 pub fn have_root(test: &str) -> bool {
     if !is_root() {

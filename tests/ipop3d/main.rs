@@ -6,6 +6,7 @@
 //! `SKIPPED (needs <tool>): <test>`. CI runs as root with every tool installed.
 
 mod client;
+#[macro_use]
 mod harness;
 
 mod auth;

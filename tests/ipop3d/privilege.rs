@@ -1,7 +1,7 @@
 //! Privilege: the serving process becomes the account for good before it touches mail; uid 0
 //! never logs in; a non-root ipop3d serves only its own uid.
 
-use crate::harness::{fresh_uid, have_root, is_root, proc_ids, small_message, uniques, World};
+use crate::harness::{fresh_uid, have_root, is_root, proc_ids, small_message, uniques};
 
 /// While a session is open after login, the ipop3d process's real, effective, saved (and fs)
 /// uids and gids are the account's, and its only group is the account's.
@@ -10,7 +10,7 @@ fn session_runs_as_the_account_root() {
     if !have_root("session_runs_as_the_account_root") {
         return;
     }
-    let mut w = World::new();
+    let mut w = world!("session_runs_as_the_account_root");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
     let server = w.serve();
@@ -51,7 +51,7 @@ fn uid0_account_never_logs_in_root() {
     if !have_root("uid0_account_never_logs_in_root") {
         return;
     }
-    let mut w = World::new();
+    let mut w = world!("uid0_account_never_logs_in_root");
     let toor = w.user_with_ids("toor", 0, 0);
     let alice = w.user("alice");
     let server = w.serve();
@@ -69,7 +69,7 @@ fn uid0_account_never_logs_in_root() {
 /// serves the accounts with that uid and refuses the others without touching their mail.
 #[test]
 fn non_root_server_serves_only_its_own_uid() {
-    let mut w = World::new();
+    let mut w = world!("non_root_server_serves_only_its_own_uid");
     let alice = w.user("alice");
     let a = alice.account.clone();
     let bob = w.user_with_ids("bob", a.uid + 7, a.gid + 7);
@@ -110,7 +110,7 @@ fn files_the_server_creates_belong_to_the_account_root() {
     if !have_root("files_the_server_creates_belong_to_the_account_root") {
         return;
     }
-    let mut w = World::new();
+    let mut w = world!("files_the_server_creates_belong_to_the_account_root");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
     // A message in cur/ whose name carries no size makes the server measure and cache it.

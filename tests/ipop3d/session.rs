@@ -7,7 +7,7 @@ use crate::harness::{crlf, large_message, retr_wire, seed_message, small_message
 /// The seed's telnet dialogue, command for command, checking what each reply means.
 #[test]
 fn seed_telnet_dialogue() {
-    let mut w = World::new();
+    let mut w = world!("seed_telnet_dialogue");
     let alice = w.user("alice");
     let first = seed_message();
     let second = small_message(2);
@@ -81,7 +81,7 @@ fn seed_telnet_dialogue() {
 /// Two connections get different timestamps; a configured hostname is the timestamp's host.
 #[test]
 fn greeting_timestamps_are_unique_and_name_the_host() {
-    let mut w = World::new();
+    let mut w = world!("greeting_timestamps_are_unique_and_name_the_host");
     w.user("alice");
     w.set("hostname", "pop.example.test");
     let server = w.serve();
@@ -102,7 +102,7 @@ fn greeting_timestamps_are_unique_and_name_the_host() {
 /// line and n body lines.
 #[test]
 fn order_uidl_new_to_cur_and_top() {
-    let mut w = World::new();
+    let mut w = world!("order_uidl_new_to_cur_and_top");
     let alice = w.user("alice");
     // Delivered in this order; the file names sort the same way, the mtimes too.
     let msgs: Vec<Vec<u8>> = (1..=4).map(small_message).collect();
@@ -165,7 +165,7 @@ fn order_uidl_new_to_cur_and_top() {
 /// A large message comes through intact (the server streams it).
 #[test]
 fn large_message_retr_is_exact() {
-    let mut w = World::new();
+    let mut w = world!("large_message_retr_is_exact");
     let alice = w.user("alice");
     let big = large_message(3 * 1024);
     w.deliver(&alice, &big);
@@ -189,7 +189,7 @@ fn three_messages(w: &mut World) -> (crate::harness::User, Vec<String>) {
 
 #[test]
 fn dele_then_dropped_connection_deletes_nothing() {
-    let mut w = World::new();
+    let mut w = world!("dele_then_dropped_connection_deletes_nothing");
     let (alice, names) = three_messages(&mut w);
     let server = w.serve();
     let mut pop = server.connect();
@@ -208,7 +208,7 @@ fn dele_then_dropped_connection_deletes_nothing() {
 
 #[test]
 fn dele_rset_quit_deletes_nothing() {
-    let mut w = World::new();
+    let mut w = world!("dele_rset_quit_deletes_nothing");
     let (alice, names) = three_messages(&mut w);
     let server = w.serve();
     let mut pop = server.connect();
@@ -227,7 +227,7 @@ fn dele_rset_quit_deletes_nothing() {
 
 #[test]
 fn dele_quit_deletes_exactly_those() {
-    let mut w = World::new();
+    let mut w = world!("dele_quit_deletes_exactly_those");
     let (alice, names) = three_messages(&mut w);
     let server = w.serve();
     let mut pop = server.connect();
@@ -247,7 +247,7 @@ fn dele_quit_deletes_exactly_those() {
 /// Many commands in one write (RFC 2449 PIPELINING) get all their replies, in order.
 #[test]
 fn pipelined_commands_answered_in_order() {
-    let mut w = World::new();
+    let mut w = world!("pipelined_commands_answered_in_order");
     let alice = w.user("alice");
     let m1 = seed_message();
     let m2 = small_message(2);
@@ -292,7 +292,7 @@ fn pipelined_commands_answered_in_order() {
 /// With `timeout = 1` an idle session is closed with -ERR and deletes nothing.
 #[test]
 fn idle_timeout_closes_and_deletes_nothing() {
-    let mut w = World::new();
+    let mut w = world!("idle_timeout_closes_and_deletes_nothing");
     let (alice, names) = three_messages(&mut w);
     w.set("timeout", "1");
     let server = w.serve();
@@ -323,7 +323,7 @@ fn idle_timeout_closes_and_deletes_nothing() {
 #[test]
 fn quit_reports_deletions_that_failed() {
     use std::os::unix::fs::PermissionsExt;
-    let mut w = World::new();
+    let mut w = world!("quit_reports_deletions_that_failed");
     let (alice, names) = three_messages(&mut w);
     let server = w.serve();
     let mut pop = server.connect();
