@@ -186,3 +186,42 @@ fn message_removed_meanwhile() {
         [names[0].clone()].into_iter().collect()
     );
 }
+
+/// A message another program renames meanwhile (a mail reader setting a flag) is found again
+/// by its unique part: RETR serves it and QUIT deletes it under its new name.
+#[test]
+fn message_renamed_meanwhile() {
+    let mut w = world!("message_renamed_meanwhile");
+    let alice = w.user("alice");
+    let msgs: Vec<Vec<u8>> = (1..=2).map(small_message).collect();
+    let names: Vec<String> = msgs.iter().map(|m| w.deliver(&alice, m)).collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+
+    let cur = alice.maildir().join("cur");
+    let old = std::fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&names[0])
+        })
+        .expect("message 1 is in cur/");
+    let old_name = old.file_name().unwrap().to_string_lossy().into_owned();
+    let base = old_name.split(':').next().unwrap();
+    std::fs::rename(&old, cur.join(format!("{base}:2,RS"))).unwrap();
+
+    pop.ok("RETR 1");
+    assert_eq!(pop.multiline_raw(), retr_wire(&msgs[0]));
+    pop.ok("DELE 1");
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+    assert_eq!(
+        uniques(&alice.maildir()),
+        [names[1].clone()].into_iter().collect()
+    );
+}

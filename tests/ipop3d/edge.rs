@@ -876,3 +876,36 @@ fn dot_stuffing_across_chunk_boundaries() {
     }
     pop.ok("QUIT");
 }
+
+/// A big maildrop: thousands of messages are all listed, in order, and all deleted at QUIT.
+#[test]
+fn thousands_of_messages() {
+    let mut w = world!("thousands_of_messages");
+    let alice = w.user("alice");
+    let count = 3000u32;
+    let names: Vec<String> = (1..=count)
+        .map(|n| w.deliver(&alice, &small_message(n)))
+        .collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let total: usize = (1..=count).map(|n| crlf(&small_message(n)).len()).sum();
+    assert_eq!(pop.ok("STAT"), format!("+OK {count} {total}"));
+    let uidl: Vec<String> = pairs(&pop.ok_lines("UIDL"))
+        .into_iter()
+        .map(|(_, u)| u)
+        .collect();
+    assert_eq!(uidl, names);
+    pop.ok(&format!("RETR {count}"));
+    assert_eq!(pop.multiline_raw(), retr_wire(&small_message(count)));
+    let dele: String = (1..=count).map(|n| format!("DELE {n}\r\n")).collect();
+    pop.send_raw(dele.as_bytes());
+    for n in 1..=count {
+        let reply = pop.line();
+        assert!(reply.starts_with("+OK"), "DELE {n}: {reply:?}");
+    }
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+    assert!(uniques(&alice.maildir()).is_empty());
+}
