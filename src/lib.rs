@@ -26,7 +26,12 @@ pub mod fuzzing;
 pub mod privilege;
 pub mod store;
 
+pub mod maildir;
+pub mod pop3;
+pub mod session;
+
 pub mod cli;
 
 pub mod apoppasswd;
 pub mod deapop;
+pub mod ipop3d;

@@ -1,0 +1,429 @@
+//! ipop3d: one POP3 session on stdin/stdout, started per connection by tcpserver, inetd or
+//! systemd (`Accept=yes`), with an empty environment.
+//!
+//! Guarantees:
+//! - Credentials are checked against the same store apoppasswd writes ([`store::read`], done as
+//!   the account); uid 0 and disabled accounts never log in; every failure looks the same to
+//!   the client (see [`crate::session`]).
+//! - Before any mail is touched the process becomes the account for good
+//!   ([`privilege::drop_permanently`]); started as non-root it serves only its own uid.
+//! - The idle timeout (`timeout`) is enforced with poll(2) before every read; on expiry the
+//!   client gets `-ERR [SYS/TEMP]` and nothing is deleted.
+//! - Replies go out in one write per batch of pipelined commands, and TCP_NODELAY is set on a
+//!   TCP socket, so small replies never wait on Nagle's algorithm. A client that stops reading
+//!   is dropped after `timeout` too (SO_SNDTIMEO), deleting nothing.
+//! - Log lines go to stderr, one per event: `ipop3d: <event> remote=<ip> key=value...`. They
+//!   never hold a secret, a password or a digest; user names are escaped and capped.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Arg, ArgAction};
+
+use crate::accounts::Accounts;
+use crate::apop;
+use crate::config::{Config, Plaintext};
+use crate::disable::DisableList;
+use crate::error::{exit, Error};
+use crate::maildir;
+use crate::pop3::Response;
+use crate::privilege;
+use crate::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
+use crate::store;
+
+/// The session ended in an error (too many failed logins, mailbox unavailable, I/O).
+pub const EXIT_SESSION_ERROR: u8 = 1;
+
+/// The command line (also the source of the man page).
+pub fn command() -> clap::Command {
+    clap::Command::new("ipop3d")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("POP3 server for one connection on stdin/stdout, with APOP and mail-only passwords")
+        .long_about(
+            "ipop3d serves one POP3 session (RFC 1939, with CAPA and response codes from RFC \
+             2449 and RFC 3206) on standard input and output, for tcpserver, inetd or systemd \
+             socket activation (Accept=yes). It works with an empty environment.\n\n\
+             Logins use APOP or, when the configuration's `plaintext` allows it, USER/PASS, \
+             both checked against the mail-only password set with apoppasswd(1) (~/.apop, or \
+             ~/.apop-EXT for an extension address user-EXT). Accounts with uid 0 and accounts \
+             disabled with deapop(8) never log in. Every failed login gets the same reply after \
+             the same delay; after `max_auth_failures` failures the connection closes.\n\n\
+             After a login the process becomes the account for good, locks the Maildir for \
+             the session (a second session gets [IN-USE]), moves new mail to cur/, and lists \
+             messages in delivery order. DELE only marks; marked messages are removed at QUIT. \
+             A dropped connection or the idle timeout deletes nothing.\n\n\
+             Environment: INTRANET (non-empty: USER/PASS allowed when plaintext = intranet), \
+             TCPLOCALHOST (host name in the greeting unless `hostname` is set), TCPREMOTEIP or \
+             REMOTE_ADDR (client address for the log). Log lines go to standard error, one \
+             per event.",
+        )
+        .after_help(
+            "Exit status:\n  \
+             0   the session ended (QUIT, the client closed the connection, or idle timeout)\n  \
+             1   the session ended on an error (too many failed logins, mailbox unavailable, \
+             I/O error)\n  \
+             2   bad command line\n  \
+             8   the configuration file is missing or wrong\n  \
+             10  any other system error before the session (account database unreadable)\n\n\
+             Files:\n  \
+             /etc/apoptools.conf       the configuration (apoptools.conf(5))\n  \
+             ~/.apop, ~/.apop-EXT      the mail-only secrets (apoppasswd(1))\n  \
+             ~/.qmail-EXT              an extension's first maildir line names its Maildir\n  \
+             Maildir/apoptools-pop3.lock   the session lock\n  \
+             Maildir/apoptools-sizes   sizes of messages whose names carry none\n\n\
+             Log lines (standard error):\n  \
+             ipop3d: login remote=IP user=NAME method=apop|user result=ok|fail reason=\"...\"\n  \
+             ipop3d: end remote=IP user=NAME result=quit|closed|timeout|... messages=N \
+             retrieved=N deleted=N bytes=N duration=S\n\n\
+             Example (the seed's start script):\n  \
+             env - INTRANET=1 PATH=/usr/local/bin:/usr/bin:/bin \\\n    \
+             tcpserver -vR -c40 0 pop3 ipop3d 2>&1 | splogger ipop3d",
+        )
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .action(ArgAction::Set)
+                .help("Configuration file [default: /etc/apoptools.conf]"),
+        )
+}
+
+/// The entry point of the `ipop3d` binary.
+pub fn main() -> ExitCode {
+    let matches = match command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let started = Instant::now();
+    let remote = remote_address();
+    let config_path = matches.get_one::<PathBuf>("config").cloned();
+    match run(config_path, &remote, started) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            log_line(
+                "error",
+                &remote,
+                &format!("reason={:?}", format!("{err:#}")),
+            );
+            let _ = Stdout.write_all(&Response::Unavailable.to_bytes());
+            ExitCode::from(crate::error::exit_code(&err))
+        }
+    }
+}
+
+fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::Result<u8> {
+    let config = Config::load(config_path.as_deref()).context("reading the configuration")?;
+    let accounts =
+        Accounts::open(config.passwd_file.as_deref()).context("opening the account database")?;
+    let plaintext = match config.plaintext {
+        Plaintext::Always => true,
+        Plaintext::Never => false,
+        Plaintext::Intranet => std::env::var_os("INTRANET").is_some_and(|v| !v.is_empty()),
+    };
+    let settings = Settings {
+        plaintext,
+        auth_delay: config.auth_delay,
+        max_auth_failures: config.max_auth_failures,
+        timestamp: timestamp(&hostname(&config)),
+    };
+    set_socket_options(config.timeout);
+    let auth = SystemAuth {
+        config: &config,
+        accounts,
+    };
+    let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
+    let input = Stdin {
+        timeout: config.timeout,
+    };
+    let summary = Session::new(settings, auth, &mut log).run(input, Stdout);
+    log_line(
+        "end",
+        remote,
+        &format!(
+            "user={} result={} messages={} retrieved={} deleted={} bytes={} duration={:.3}s",
+            summary.user.as_deref().unwrap_or("-"),
+            summary.end.as_str(),
+            summary.messages,
+            summary.retrieved,
+            summary.deleted,
+            summary.bytes_sent,
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(match summary.end {
+        session::End::Quit | session::End::Closed | session::End::Timeout => exit::OK,
+        _ => EXIT_SESSION_ERROR,
+    })
+}
+
+/// The real credential check: accounts, disable list, store, then the permanent drop.
+struct SystemAuth<'c> {
+    config: &'c Config,
+    accounts: Accounts,
+}
+
+impl Authenticator for SystemAuth<'_> {
+    fn authenticate(&mut self, c: &Credentials) -> Result<Granted, Denied> {
+        let delimiter = self.config.ext_delimiter;
+        let login = self
+            .accounts
+            .resolve_login(c.login(), delimiter)
+            .map_err(|e| Denied(why(&e)))?;
+        let account = &login.account;
+        if account.uid == 0 {
+            return Err(Denied("uid 0 never logs in".into()));
+        }
+        let disabled = DisableList::load(&self.config.disabled_file)
+            .map_err(|e| Denied(format!("disable list unusable: {e}")))?;
+        if disabled.contains(&account.name) || disabled.contains(&login.address(delimiter)) {
+            return Err(Denied("disabled".into()));
+        }
+        let record = store::read(account, login.ext.as_deref()).map_err(|e| Denied(why(&e)))?;
+        let secret = record.secret.as_bytes();
+        let ok = match c {
+            Credentials::Apop {
+                timestamp, digest, ..
+            } => apop::verify(timestamp.as_bytes(), secret, digest),
+            Credentials::Plain { password, .. } => apop::constant_time_eq(secret, password),
+        };
+        if !ok {
+            return Err(Denied(match c {
+                Credentials::Apop { .. } => "wrong digest".into(),
+                Credentials::Plain { .. } => "wrong password".into(),
+            }));
+        }
+        privilege::drop_permanently(account)
+            .map_err(|e| Denied(format!("cannot become the account: {e}")))?;
+        Ok(
+            match maildir::locate(account, login.ext.as_deref(), self.config) {
+                Ok(path) => Granted::Maildir(path),
+                Err(e) => Granted::Unavailable(e.to_string()),
+            },
+        )
+    }
+}
+
+/// A reason for the log (the error texts never hold a secret).
+fn why(e: &Error) -> String {
+    match e {
+        Error::UnknownUser(_) => "unknown user".into(),
+        Error::BadName(_) => "not a valid user name".into(),
+        Error::NoSecret(_) => "no APOP password set".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The name in the greeting: `hostname` from the configuration, else `TCPLOCALHOST`, else
+/// the system's host name.
+fn hostname(config: &Config) -> String {
+    let valid = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    };
+    if let Some(h) = &config.hostname {
+        return h.clone();
+    }
+    if let Some(h) = std::env::var("TCPLOCALHOST").ok().filter(|h| valid(h)) {
+        return h;
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| valid(h))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `<pid.nanoseconds@host>`: unique per connection (one process per connection).
+fn timestamp(host: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("<{}.{nanos}@{host}>", std::process::id())
+}
+
+/// The client's address as the super-server tells it, escaped for the log.
+fn remote_address() -> String {
+    ["TCPREMOTEIP", "REMOTE_ADDR"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .map_or_else(|| "-".to_string(), |v| session::sanitize(&v))
+}
+
+fn log_line(event: &str, remote: &str, fields: &str) {
+    let line = format!("ipop3d: {event} remote={remote} {fields}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
+/// On a socket at standard output: TCP_NODELAY (TCP only) and a send timeout of `timeout`, so a
+/// client that stops reading cannot hold the process forever. Anything else (a pipe in tests,
+/// ENOTSOCK) is left alone.
+fn set_socket_options(timeout: Duration) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let stdout = io::stdout();
+    let _ = setsockopt(&stdout.as_fd(), sockopt::TcpNoDelay, &true);
+    let limit = nix::sys::time::TimeVal::new(timeout.as_secs().min(i32::MAX as u64) as _, 0);
+    let _ = setsockopt(&stdout.as_fd(), sockopt::SendTimeout, &limit);
+}
+
+/// Standard input with the idle timeout: poll(2) before each read; expiry is `TimedOut`.
+struct Stdin {
+    timeout: Duration,
+}
+
+impl Read for Stdin {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let millis = self.timeout.as_millis().min(i32::MAX as u128) as i32;
+        let stdin = io::stdin();
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        nix::unistd::read(nix::libc::STDIN_FILENO, buf).map_err(io::Error::from)
+    }
+}
+
+/// Standard output without std's line buffering: the session does its own batching.
+struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        nix::unistd::write(io::stdout(), buf).map_err(io::Error::from)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line() {
+        command().debug_assert();
+        let m = command()
+            .try_get_matches_from(["ipop3d", "--config", "/x.conf"])
+            .unwrap();
+        assert_eq!(
+            m.get_one::<PathBuf>("config"),
+            Some(&PathBuf::from("/x.conf"))
+        );
+        assert!(command().try_get_matches_from(["ipop3d", "extra"]).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_unique_and_well_formed() {
+        let a = timestamp("mx.example.org");
+        assert!(a.starts_with(&format!("<{}.", std::process::id())));
+        assert!(a.ends_with("@mx.example.org>"));
+    }
+
+    #[test]
+    fn system_auth_reasons() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let (me, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        let passwd = dir.path().join("passwd");
+        let h = home.display();
+        std::fs::write(
+            &passwd,
+            format!(
+                "alice:x:{me}:{gid}::{h}:/bin/false\nbob:x:{me}:{gid}::{h}:/bin/false\n\
+                 toor:x:0:0::/:/bin/false\n"
+            ),
+        )
+        .unwrap();
+        let disabled = dir.path().join("disabled");
+        std::fs::write(&disabled, "bob 0 root\n").unwrap();
+        std::fs::set_permissions(&disabled, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = Config {
+            passwd_file: Some(passwd.clone()),
+            disabled_file: disabled,
+            ..Config::default()
+        };
+        let mut auth = SystemAuth {
+            config: &config,
+            accounts: Accounts::open(Some(&passwd)).unwrap(),
+        };
+        let mut plain = |login: &str, password: &str| {
+            auth.authenticate(&Credentials::Plain {
+                login,
+                password: password.as_bytes(),
+            })
+        };
+        let denied = |r: &str| Err(Denied(r.into()));
+        assert_eq!(plain("nosuch", "x"), denied("unknown user"));
+        assert_eq!(plain("../etc", "x"), denied("not a valid user name"));
+        assert_eq!(plain("toor", "x"), denied("uid 0 never logs in"));
+        if me == 0 {
+            // As root the store is read through seteuid, which would switch every thread of
+            // this test process; the integration tests cover those paths as root.
+            eprintln!("SKIPPED (needs non-root): system_auth_reasons store paths");
+            return;
+        }
+        assert_eq!(plain("bob", "x"), denied("disabled"));
+        assert_eq!(plain("alice", "x"), denied("no APOP password set"));
+        let store = home.join(".apop");
+        std::fs::write(&store, "apoptools-secret 1\nsecret right one\n").unwrap();
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let Err(Denied(why)) = plain("alice", "right one") else {
+            panic!("a mode 0644 store was used");
+        };
+        assert!(why.contains("mode is 0644"), "{why}");
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(plain("alice", "wrong"), denied("wrong password"));
+        assert_eq!(
+            plain("alice", "right one"),
+            Ok(Granted::Maildir(home.join("Maildir")))
+        );
+        let ts = "<1.2@h>";
+        let digest = apop::digest(ts.as_bytes(), b"right one");
+        let apop = |auth: &mut SystemAuth, d: &[u8]| {
+            auth.authenticate(&Credentials::Apop {
+                login: "alice",
+                timestamp: ts,
+                digest: d,
+            })
+        };
+        assert_eq!(apop(&mut auth, b"0123"), denied("wrong digest"));
+        assert_eq!(
+            apop(&mut auth, &digest),
+            Ok(Granted::Maildir(home.join("Maildir")))
+        );
+    }
+
+    #[test]
+    fn hostname_prefers_config() {
+        let config = Config {
+            hostname: Some("pop.example.org".into()),
+            ..Config::default()
+        };
+        assert_eq!(hostname(&config), "pop.example.org");
+        assert!(!hostname(&Config::default()).is_empty());
+    }
+}

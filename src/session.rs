@@ -1,0 +1,1236 @@
+//! session: one POP3 session, AUTHORIZATION -> TRANSACTION -> UPDATE (RFC 1939), generic over
+//! the client's byte stream (`Read`) and the reply stream (`Write`), so a whole session runs
+//! in-process in tests and fuzz targets.
+//!
+//! Guarantees:
+//! - [`allowed`] alone decides whether a command may run in the current state; anything else
+//!   gets `-ERR` and the session goes on. Client bytes never cause a panic.
+//! - Every failed login, whatever the cause (unknown user, wrong password, disabled account,
+//!   unsafe store file, no secret, wrong uid), gets the same reply after the same total delay
+//!   (`auth_delay`, measured from the command); after `max_auth_failures` the connection
+//!   closes. The reason goes to the log only.
+//! - Credentials are checked by an [`Authenticator`]; the real one (in `ipop3d`) becomes the
+//!   account for good before it returns the Maildir, so no mail is touched as root.
+//! - DELE only marks. Messages are removed only by QUIT in TRANSACTION (the UPDATE state); a
+//!   client that goes away, an idle timeout or a write error deletes nothing.
+//! - Replies are buffered and written once per batch of pipelined commands (when no complete
+//!   line is waiting); message bodies stream in [`maildir::CHUNK`]-sized pieces, so memory stays
+//!   bounded whatever the message size.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::maildir::{self, Maildrop, Refused};
+use crate::pop3::{BodyEncoder, Command, LineError, Parser, Response};
+
+/// What the session needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whether USER/PASS is allowed (and advertised by CAPA).
+    pub plaintext: bool,
+    /// The total time from a login command to its failure reply.
+    pub auth_delay: Duration,
+    /// Failed logins after which the connection closes.
+    pub max_auth_failures: u32,
+    /// The greeting's RFC 1939 timestamp, angle brackets included; unique per connection.
+    pub timestamp: String,
+}
+
+/// What a client offers to log in.
+#[derive(Debug)]
+pub enum Credentials<'a> {
+    Apop {
+        login: &'a str,
+        timestamp: &'a str,
+        digest: &'a [u8],
+    },
+    Plain {
+        login: &'a str,
+        password: &'a [u8],
+    },
+}
+
+impl Credentials<'_> {
+    pub fn login(&self) -> &str {
+        match self {
+            Credentials::Apop { login, .. } | Credentials::Plain { login, .. } => login,
+        }
+    }
+    fn method(&self) -> &'static str {
+        match self {
+            Credentials::Apop { .. } => "apop",
+            Credentials::Plain { .. } => "user",
+        }
+    }
+}
+
+/// Why a login failed: for the log only, never sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied(pub String);
+
+/// A successful login: the account's Maildir, or why it cannot be found (for the log; the
+/// client gets `[SYS/TEMP]` and the connection closes, as the process is the account now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Granted {
+    Maildir(PathBuf),
+    Unavailable(String),
+}
+
+/// Checks credentials. On success the process may act only as the account from then on.
+pub trait Authenticator {
+    fn authenticate(&mut self, credentials: &Credentials) -> Result<Granted, Denied>;
+}
+
+/// The session's state (RFC 1939 §3).
+#[derive(Debug)]
+pub enum State {
+    Authorization {
+        /// The name given with USER, waiting for PASS.
+        user: Option<String>,
+    },
+    Transaction(Box<Maildrop>),
+    Update,
+}
+
+/// Whether `command` may run in `state`.
+pub fn allowed(state: &State, command: &Command) -> bool {
+    use Command as C;
+    // Exhaustive on purpose: a new command must be placed in every state.
+    match (state, command) {
+        (State::Authorization { .. }, C::User(_) | C::Apop { .. } | C::Quit | C::Capa) => true,
+        (State::Authorization { user }, C::Pass(_)) => user.is_some(),
+        (
+            State::Authorization { .. },
+            C::Stat
+            | C::List(_)
+            | C::Retr(_)
+            | C::Dele(_)
+            | C::Noop
+            | C::Rset
+            | C::Top { .. }
+            | C::Uidl(_),
+        ) => false,
+        (
+            State::Transaction(_),
+            C::Stat
+            | C::List(_)
+            | C::Retr(_)
+            | C::Dele(_)
+            | C::Noop
+            | C::Rset
+            | C::Quit
+            | C::Top { .. }
+            | C::Uidl(_)
+            | C::Capa,
+        ) => true,
+        (State::Transaction(_), C::User(_) | C::Pass(_) | C::Apop { .. }) => false,
+        (State::Update, _) => false,
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Quit,
+    /// The client closed the connection without QUIT.
+    Closed,
+    Timeout,
+    TooManyFailures,
+    /// Login succeeded but the Maildir could not be opened (or was locked).
+    Mailbox,
+    /// Reading the client or writing to it failed, or a message could not be read mid-reply.
+    Io,
+}
+
+impl End {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Quit => "quit",
+            End::Closed => "closed",
+            End::Timeout => "timeout",
+            End::TooManyFailures => "too-many-failures",
+            End::Mailbox => "mailbox-error",
+            End::Io => "io-error",
+        }
+    }
+}
+
+/// What happened, for the closing log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub end: End,
+    /// The login name that succeeded, if any (sanitised).
+    pub user: Option<String>,
+    pub messages: usize,
+    pub retrieved: usize,
+    pub deleted: usize,
+    pub bytes_sent: u64,
+}
+
+/// One event for the log: a word naming it and `key=value` fields (already sanitised).
+pub type LogFn<'a> = dyn FnMut(&str, &str) + 'a;
+
+/// Buffered replies; writes when asked or when a body chunk fills the buffer.
+struct Output<W: Write> {
+    w: W,
+    buf: Vec<u8>,
+    sent: u64,
+}
+
+impl<W: Write> Output<W> {
+    fn send(&mut self, r: &Response) -> io::Result<()> {
+        r.write_to(&mut self.buf)?;
+        if self.buf.len() >= maildir::CHUNK {
+            self.write_buf()?;
+        }
+        Ok(())
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.w.write_all(&self.buf)?;
+            self.sent += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_buf()?;
+        self.w.flush()
+    }
+}
+
+enum Flow {
+    Go,
+    Stop(End),
+}
+
+/// A session over one connection.
+pub struct Session<'a, A: Authenticator> {
+    settings: Settings,
+    auth: A,
+    log: &'a mut LogFn<'a>,
+    state: State,
+    failures: u32,
+    summary: Summary,
+}
+
+impl<'a, A: Authenticator> Session<'a, A> {
+    pub fn new(settings: Settings, auth: A, log: &'a mut LogFn<'a>) -> Self {
+        Session {
+            settings,
+            auth,
+            log,
+            state: State::Authorization { user: None },
+            failures: 0,
+            summary: Summary {
+                end: End::Closed,
+                user: None,
+                messages: 0,
+                retrieved: 0,
+                deleted: 0,
+                bytes_sent: 0,
+            },
+        }
+    }
+
+    /// Runs the session to its end: greeting, commands, and UPDATE if the client QUITs.
+    /// A read error of kind `TimedOut` or `WouldBlock` is the idle timeout.
+    pub fn run(mut self, mut input: impl Read, output: impl Write) -> Summary {
+        let mut out = Output {
+            w: output,
+            buf: Vec::with_capacity(2 * maildir::CHUNK),
+            sent: 0,
+        };
+        let mut parser = Parser::new();
+        let mut chunk = vec![0u8; 4096];
+        let ts = self.settings.timestamp.clone();
+        let mut end = match out.send(&Response::Greeting(&ts)).and_then(|_| out.flush()) {
+            Ok(()) => None,
+            Err(_) => Some(End::Io),
+        };
+        while end.is_none() {
+            while let Some(item) = parser.next_item() {
+                match self.handle(item, &mut out) {
+                    Ok(Flow::Go) => {}
+                    Ok(Flow::Stop(e)) => {
+                        end = Some(e);
+                        break;
+                    }
+                    Err(_) => {
+                        end = Some(End::Io);
+                        break;
+                    }
+                }
+            }
+            if out.flush().is_err() {
+                end = Some(End::Io);
+            }
+            if end.is_some() {
+                break;
+            }
+            match input.read(&mut chunk) {
+                Ok(0) => end = Some(End::Closed),
+                Ok(n) => {
+                    parser.feed(&chunk[..n]);
+                    // The bytes may hold a password; the parser keeps what it needs.
+                    chunk[..n].iter_mut().for_each(|b| *b = 0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    let _ = out.send(&Response::Autologout).and_then(|_| out.flush());
+                    end = Some(End::Timeout);
+                }
+                Err(_) => end = Some(End::Io),
+            }
+        }
+        // Dropping the state releases the maildrop lock without deleting anything.
+        self.state = State::Update;
+        let mut summary = self.summary;
+        summary.end = end.unwrap_or(End::Io);
+        summary.bytes_sent = out.sent;
+        summary
+    }
+
+    fn handle<W: Write>(
+        &mut self,
+        item: Result<Command, LineError>,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        let command = match item {
+            Ok(c) => c,
+            Err(e) => {
+                out.send(&Response::Line(e))?;
+                return Ok(Flow::Go);
+            }
+        };
+        if !allowed(&self.state, &command) {
+            let reply = match (&self.state, &command) {
+                (State::Authorization { .. }, Command::Pass(_)) => Response::NeedUser,
+                _ => Response::WrongState,
+            };
+            out.send(&reply)?;
+            return Ok(Flow::Go);
+        }
+        match command {
+            Command::Capa => {
+                out.send(&Response::CapaListing)?;
+                let implementation =
+                    concat!("IMPLEMENTATION apoptools-", env!("CARGO_PKG_VERSION"));
+                let mut caps = vec!["TOP", "UIDL"];
+                if self.settings.plaintext {
+                    caps.push("USER");
+                }
+                caps.extend([
+                    "RESP-CODES",
+                    "AUTH-RESP-CODE",
+                    "PIPELINING",
+                    "EXPIRE NEVER",
+                    implementation,
+                ]);
+                for c in caps {
+                    out.send(&Response::Capability(c))?;
+                }
+                out.send(&Response::End)?;
+                Ok(Flow::Go)
+            }
+            Command::User(name) => {
+                if !self.settings.plaintext {
+                    self.state = State::Authorization { user: None };
+                    (self.log)(
+                        "login",
+                        &format!(
+                            "user={} method=user result=fail reason=\"plaintext not allowed\"",
+                            sanitize(&name)
+                        ),
+                    );
+                    out.send(&Response::PlaintextDisabled)?;
+                } else {
+                    self.state = State::Authorization { user: Some(name) };
+                    out.send(&Response::UserAccepted)?;
+                }
+                Ok(Flow::Go)
+            }
+            Command::Pass(password) => {
+                let user =
+                    match std::mem::replace(&mut self.state, State::Authorization { user: None }) {
+                        State::Authorization { user: Some(u) } => u,
+                        other => {
+                            self.state = other;
+                            out.send(&Response::NeedUser)?;
+                            return Ok(Flow::Go);
+                        }
+                    };
+                let creds = Credentials::Plain {
+                    login: &user,
+                    password: password.as_bytes(),
+                };
+                self.login(&creds, out)
+            }
+            Command::Apop { name, digest } => {
+                let ts = self.settings.timestamp.clone();
+                let creds = Credentials::Apop {
+                    login: &name,
+                    timestamp: &ts,
+                    digest: digest.as_bytes(),
+                };
+                self.login(&creds, out)
+            }
+            Command::Quit => {
+                let state = std::mem::replace(&mut self.state, State::Update);
+                if let State::Transaction(md) = state {
+                    let report = md.commit();
+                    self.summary.deleted = report.deleted;
+                    if report.failed > 0 {
+                        (self.log)(
+                            "update",
+                            &format!("result=fail not-removed={}", report.failed),
+                        );
+                        out.send(&Response::DeleteFailed)?;
+                        return Ok(Flow::Stop(End::Quit));
+                    }
+                }
+                out.send(&Response::Sayonara)?;
+                Ok(Flow::Stop(End::Quit))
+            }
+            other => self.transaction(other, out),
+        }
+    }
+
+    fn login<W: Write>(&mut self, creds: &Credentials, out: &mut Output<W>) -> io::Result<Flow> {
+        let started = Instant::now();
+        let who = sanitize(creds.login());
+        let method = creds.method();
+        let path = match self.auth.authenticate(creds) {
+            Ok(Granted::Maildir(path)) => path,
+            Ok(Granted::Unavailable(reason)) => {
+                self.summary.user = Some(who.clone());
+                (self.log)(
+                    "login",
+                    &format!("user={who} method={method} result=fail mailbox={reason:?}"),
+                );
+                out.send(&Response::MailboxUnavailable)?;
+                return Ok(Flow::Stop(End::Mailbox));
+            }
+            Err(Denied(reason)) => {
+                self.failures += 1;
+                (self.log)(
+                    "login",
+                    &format!("user={who} method={method} result=fail reason={reason:?}"),
+                );
+                std::thread::sleep(self.settings.auth_delay.saturating_sub(started.elapsed()));
+                out.send(&Response::AuthFailed)?;
+                if self.failures >= self.settings.max_auth_failures {
+                    return Ok(Flow::Stop(End::TooManyFailures));
+                }
+                return Ok(Flow::Go);
+            }
+        };
+        self.summary.user = Some(who.clone());
+        match Maildrop::open(&path) {
+            Ok(md) => {
+                let (count, _) = md.stat();
+                let r = &md.report;
+                (self.log)(
+                    "login",
+                    &format!(
+                        "user={who} method={method} result=ok messages={count} moved={} \
+                         measured={}",
+                        r.moved, r.measured
+                    ),
+                );
+                self.summary.messages = count;
+                out.send(&Response::MailboxOpen(count))?;
+                self.state = State::Transaction(Box::new(md));
+                Ok(Flow::Go)
+            }
+            Err(e) => {
+                let (reply, reason) = match &e {
+                    Error::Busy(_) => (Response::InUse, "in-use".to_string()),
+                    other => (Response::MailboxUnavailable, other.to_string()),
+                };
+                (self.log)(
+                    "login",
+                    &format!("user={who} method={method} result=fail mailbox={reason:?}"),
+                );
+                out.send(&reply)?;
+                Ok(Flow::Stop(End::Mailbox))
+            }
+        }
+    }
+
+    fn transaction<W: Write>(&mut self, command: Command, out: &mut Output<W>) -> io::Result<Flow> {
+        let State::Transaction(md) = &mut self.state else {
+            out.send(&Response::WrongState)?;
+            return Ok(Flow::Go);
+        };
+        let refused = |r: Refused| match r {
+            Refused::NoSuchMessage => Response::NoSuchMessage,
+            Refused::Deleted => Response::AlreadyDeleted,
+        };
+        match command {
+            Command::Stat => {
+                let (messages, octets) = md.stat();
+                out.send(&Response::Stat { messages, octets })?;
+            }
+            Command::List(None) => {
+                out.send(&Response::ScanListing)?;
+                for (i, m) in md.messages().iter().enumerate() {
+                    if !m.deleted {
+                        out.send(&Response::ScanLine {
+                            msg: i + 1,
+                            octets: m.size,
+                        })?;
+                    }
+                }
+                out.send(&Response::End)?;
+            }
+            Command::List(Some(n)) => match md.get(n) {
+                Ok(m) => out.send(&Response::Scan {
+                    msg: n as usize,
+                    octets: m.size,
+                })?,
+                Err(r) => out.send(&refused(r))?,
+            },
+            Command::Uidl(None) => {
+                out.send(&Response::UidlListing)?;
+                for (i, m) in md.messages().iter().enumerate() {
+                    if !m.deleted {
+                        out.send(&Response::UidlLine {
+                            msg: i + 1,
+                            uid: m.uid(),
+                        })?;
+                    }
+                }
+                out.send(&Response::End)?;
+            }
+            Command::Uidl(Some(n)) => match md.get(n) {
+                Ok(m) => out.send(&Response::Uidl {
+                    msg: n as usize,
+                    uid: m.uid(),
+                })?,
+                Err(r) => out.send(&refused(r))?,
+            },
+            Command::Retr(n) => {
+                let size = match md.get(n) {
+                    Ok(m) => m.size,
+                    Err(r) => {
+                        out.send(&refused(r))?;
+                        return Ok(Flow::Go);
+                    }
+                };
+                return self.send_message(n, Response::Retr(size), BodyEncoder::retr(), out);
+            }
+            Command::Top { msg, lines } => {
+                if let Err(r) = md.get(msg) {
+                    out.send(&refused(r))?;
+                    return Ok(Flow::Go);
+                }
+                return self.send_message(msg, Response::Top, BodyEncoder::top(lines), out);
+            }
+            Command::Dele(n) => match md.delete(n) {
+                Ok(()) => out.send(&Response::Deleted)?,
+                Err(r) => out.send(&refused(r))?,
+            },
+            Command::Noop => out.send(&Response::Noop)?,
+            Command::Rset => {
+                md.reset();
+                out.send(&Response::Reset(md.stat().0))?;
+            }
+            _ => out.send(&Response::WrongState)?,
+        }
+        Ok(Flow::Go)
+    }
+
+    /// Streams message `msg` with `header` first. A file gone since the scan gets `-ERR` and
+    /// the session goes on; a read error after the header has been sent cannot be told to the
+    /// client, so the connection closes.
+    fn send_message<W: Write>(
+        &mut self,
+        msg: u32,
+        header: Response,
+        mut encoder: BodyEncoder,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        let State::Transaction(md) = &mut self.state else {
+            out.send(&Response::WrongState)?;
+            return Ok(Flow::Go);
+        };
+        let mut file = match md.open_message(msg) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                out.send(&Response::MessageGone)?;
+                return Ok(Flow::Go);
+            }
+            Err(e) => {
+                (self.log)(
+                    "retr",
+                    &format!("msg={msg} result=fail reason={:?}", e.to_string()),
+                );
+                out.send(&Response::MessageGone)?;
+                return Ok(Flow::Go);
+            }
+        };
+        out.send(&header)?;
+        let mut chunk = vec![0u8; maildir::CHUNK];
+        while !encoder.is_done() {
+            let n = match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    (self.log)(
+                        "retr",
+                        &format!("msg={msg} result=fail reason={:?}", e.to_string()),
+                    );
+                    out.flush()?;
+                    return Ok(Flow::Stop(End::Io));
+                }
+            };
+            encoder.encode(&chunk[..n], &mut out.buf);
+            if out.buf.len() >= maildir::CHUNK {
+                out.write_buf()?;
+            }
+        }
+        encoder.finish(&mut out.buf);
+        self.summary.retrieved += 1;
+        Ok(Flow::Go)
+    }
+}
+
+/// A client-supplied string made safe for a log line: printable ASCII but space and `\`
+/// kept, everything else escaped, at most 64 characters shown.
+pub fn sanitize(s: &str) -> String {
+    const MAX: usize = 64;
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX {
+            out.push_str("...");
+            break;
+        }
+        if c.is_ascii_graphic() && c != '\\' {
+            out.push(c);
+        } else {
+            let mut b = [0u8; 4];
+            for byte in c.encode_utf8(&mut b).bytes() {
+                out.push_str(&format!("\\x{byte:02x}"));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('-');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::path::Path;
+    use std::rc::Rc;
+
+    /// Accepts alice with password "open sesame" (USER/PASS) or the APOP digest of it.
+    struct FakeAuth {
+        maildir: PathBuf,
+        seen: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl Authenticator for FakeAuth {
+        fn authenticate(&mut self, c: &Credentials) -> Result<Granted, Denied> {
+            self.seen.borrow_mut().push(c.login().to_string());
+            let ok = match c {
+                Credentials::Plain { login, password } => {
+                    *login == "alice" && *password == b"open sesame"
+                }
+                Credentials::Apop {
+                    login,
+                    timestamp,
+                    digest,
+                } => {
+                    *login == "alice"
+                        && crate::apop::verify(timestamp.as_bytes(), b"open sesame", digest)
+                }
+            };
+            if ok {
+                Ok(Granted::Maildir(self.maildir.clone()))
+            } else {
+                Err(Denied("bad password".into()))
+            }
+        }
+    }
+
+    const TS: &str = "<42.1700000000123456789@test.example>";
+
+    fn settings(plaintext: bool) -> Settings {
+        Settings {
+            plaintext,
+            auth_delay: Duration::ZERO,
+            max_auth_failures: 3,
+            timestamp: TS.into(),
+        }
+    }
+
+    fn maildir(messages: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        for (name, body) in messages {
+            std::fs::write(dir.path().join("new").join(name), body).unwrap();
+        }
+        dir
+    }
+
+    struct Run {
+        out: String,
+        summary: Summary,
+        log: Vec<String>,
+        seen: Vec<String>,
+    }
+
+    fn run_with(dir: &Path, s: Settings, input: impl Read) -> Run {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let auth = FakeAuth {
+            maildir: dir.to_path_buf(),
+            seen: seen.clone(),
+        };
+        let mut log = Vec::new();
+        let mut out = Vec::new();
+        let summary = {
+            let mut logger = |event: &str, fields: &str| log.push(format!("{event} {fields}"));
+            Session::new(s, auth, &mut logger).run(input, &mut out)
+        };
+        let seen = seen.borrow().clone();
+        Run {
+            out: String::from_utf8(out).unwrap(),
+            summary,
+            log,
+            seen,
+        }
+    }
+
+    fn run(dir: &Path, plaintext: bool, input: &str) -> Run {
+        run_with(dir, settings(plaintext), input.as_bytes())
+    }
+
+    const M1: &[u8] = b"Subject: one\n\nHello\n.\n..dots\nend";
+    const M2: &[u8] = b"Subject: two\r\n\r\nbody\r\n";
+
+    #[test]
+    fn full_session_like_the_seed() {
+        let dir = maildir(&[("1700000001.1.h", M1), ("1700000002.1.h", M2)]);
+        let r = run(
+            dir.path(),
+            true,
+            "USER alice\r\nPASS open sesame\r\nSTAT\r\nLIST\r\nLIST 2\r\nUIDL\r\nRETR 1\r\n\
+             TOP 2 0\r\nDELE 1\r\nLIST\r\nRETR 1\r\nDELE 9\r\nQUIT\r\n",
+        );
+        let want = format!(
+            "+OK POP3 server ready {TS}\r\n\
+             +OK User name accepted, password please\r\n\
+             +OK Mailbox open, 2 messages\r\n\
+             +OK 2 61\r\n\
+             +OK Mailbox scan listing follows\r\n1 39\r\n2 22\r\n.\r\n\
+             +OK 2 22\r\n\
+             +OK Unique-ID listing follows\r\n1 1700000001.1.h\r\n2 1700000002.1.h\r\n.\r\n\
+             +OK 39 octets\r\nSubject: one\r\n\r\nHello\r\n..\r\n...dots\r\nend\r\n.\r\n\
+             +OK Top of message follows\r\nSubject: two\r\n\r\n.\r\n\
+             +OK Message deleted\r\n\
+             +OK Mailbox scan listing follows\r\n2 22\r\n.\r\n\
+             -ERR Message already deleted\r\n\
+             -ERR No such message\r\n\
+             +OK Sayonara\r\n"
+        );
+        assert_eq!(r.out, want);
+        assert_eq!(r.summary.end, End::Quit);
+        assert_eq!(r.summary.deleted, 1);
+        assert_eq!(r.summary.retrieved, 2);
+        assert_eq!(r.summary.bytes_sent, want.len() as u64);
+        assert_eq!(r.log.len(), 1);
+        assert!(r.log[0].starts_with("login user=alice method=user result=ok messages=2"));
+        let cur: Vec<_> = std::fs::read_dir(dir.path().join("cur")).unwrap().collect();
+        assert_eq!(cur.len(), 1);
+    }
+
+    #[test]
+    fn apop_login_and_capa() {
+        let dir = maildir(&[]);
+        let digest = crate::apop::digest(TS.as_bytes(), b"open sesame");
+        let digest = std::str::from_utf8(&digest).unwrap();
+        let r = run(
+            dir.path(),
+            false,
+            &format!("CAPA\r\nAPOP alice {digest}\r\nCAPA\r\nQUIT\r\n"),
+        );
+        let capa = format!(
+            "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n\
+             PIPELINING\r\nEXPIRE NEVER\r\nIMPLEMENTATION apoptools-{}\r\n.\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(
+            r.out,
+            format!(
+                "+OK POP3 server ready {TS}\r\n{capa}+OK Mailbox open, 0 messages\r\n{capa}\
+                 +OK Sayonara\r\n"
+            )
+        );
+        let r = run(dir.path(), true, "CAPA\r\nQUIT\r\n");
+        assert!(
+            r.out.contains("\r\nUIDL\r\nUSER\r\nRESP-CODES\r\n"),
+            "{}",
+            r.out
+        );
+    }
+
+    #[test]
+    fn plaintext_refused_when_not_allowed() {
+        let dir = maildir(&[]);
+        let r = run(
+            dir.path(),
+            false,
+            "USER alice\r\nPASS open sesame\r\nQUIT\r\n",
+        );
+        assert_eq!(
+            r.out,
+            format!(
+                "+OK POP3 server ready {TS}\r\n\
+                 -ERR Plaintext login is not allowed here; use APOP\r\n\
+                 -ERR USER first\r\n+OK Sayonara\r\n"
+            )
+        );
+        assert!(r.seen.is_empty(), "the authenticator was never asked");
+    }
+
+    #[test]
+    fn failures_look_alike_and_close_after_the_limit() {
+        let dir = maildir(&[("1700000001.1.h", M1)]);
+        let r = run(
+            dir.path(),
+            true,
+            "USER nobody\r\nPASS x\r\nAPOP alice 00000000000000000000000000000000\r\n\
+             USER alice\r\nPASS wrong\r\nUSER alice\r\nPASS open sesame\r\n",
+        );
+        let fail = "-ERR [AUTH] Authentication failed.\r\n";
+        let user = "+OK User name accepted, password please\r\n";
+        assert_eq!(
+            r.out,
+            format!("+OK POP3 server ready {TS}\r\n{user}{fail}{fail}{user}{fail}")
+        );
+        assert_eq!(r.summary.end, End::TooManyFailures);
+        assert_eq!(r.seen, ["nobody", "alice", "alice"]);
+        assert!(r.log.iter().all(|l| l.contains("result=fail")));
+        assert!(!r
+            .log
+            .iter()
+            .any(|l| l.contains("wrong") || l.contains("0000")));
+    }
+
+    #[test]
+    fn auth_delay_applies_to_failures() {
+        let dir = maildir(&[]);
+        let mut s = settings(true);
+        s.auth_delay = Duration::from_millis(50);
+        let started = Instant::now();
+        let r = run_with(dir.path(), s, &b"USER bob\r\nPASS x\r\nQUIT\r\n"[..]);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(r.out.contains("[AUTH]"));
+    }
+
+    #[test]
+    fn wrong_state_and_bad_lines_keep_the_session() {
+        let dir = maildir(&[("1700000001.1.h", M2)]);
+        let r = run(
+            dir.path(),
+            true,
+            "STAT\r\nRETR 1\r\nPASS x\r\n\0\r\nBOGUS\r\nUSER alice\r\nPASS open sesame\r\n\
+             USER alice\r\nAPOP a b\r\nRETR 0\r\nRETR 2\r\nTOP 1\r\nLIST 4294967296\r\nNOOP\r\n\
+             RSET\r\nQUIT\r\n",
+        );
+        let want = format!(
+            "+OK POP3 server ready {TS}\r\n\
+             -ERR Command not valid in this state\r\n\
+             -ERR Command not valid in this state\r\n\
+             -ERR USER first\r\n\
+             -ERR NUL byte in command\r\n\
+             -ERR Unknown command\r\n\
+             +OK User name accepted, password please\r\n\
+             +OK Mailbox open, 1 messages\r\n\
+             -ERR Command not valid in this state\r\n\
+             -ERR Command not valid in this state\r\n\
+             -ERR No such message\r\n\
+             -ERR No such message\r\n\
+             -ERR Invalid arguments\r\n\
+             -ERR Invalid arguments\r\n\
+             +OK\r\n\
+             +OK Mailbox reset, 1 messages\r\n\
+             +OK Sayonara\r\n"
+        );
+        assert_eq!(r.out, want);
+    }
+
+    #[test]
+    fn dropped_connection_and_timeout_delete_nothing() {
+        let dir = maildir(&[("1700000001.1.h", M1), ("1700000002.1.h", M2)]);
+        let r = run(
+            dir.path(),
+            true,
+            "USER alice\r\nPASS open sesame\r\nDELE 1\r\nDELE 2\r\n",
+        );
+        assert_eq!(r.summary.end, End::Closed);
+        assert_eq!(r.summary.deleted, 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cur")).unwrap().count(),
+            2
+        );
+
+        /// Gives its bytes, then reports the idle timeout.
+        struct ThenTimeout(io::Cursor<Vec<u8>>);
+        impl Read for ThenTimeout {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(io::ErrorKind::TimedOut.into()),
+                    n => Ok(n),
+                }
+            }
+        }
+        let input = ThenTimeout(io::Cursor::new(
+            b"USER alice\r\nPASS open sesame\r\nDELE 1\r\n".to_vec(),
+        ));
+        let r = run_with(dir.path(), settings(true), input);
+        assert_eq!(r.summary.end, End::Timeout);
+        assert!(r
+            .out
+            .ends_with("+OK Message deleted\r\n-ERR [SYS/TEMP] Autologout; idle for too long\r\n"));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cur")).unwrap().count(),
+            2
+        );
+    }
+
+    #[test]
+    fn second_session_is_in_use_and_removed_message_is_an_error() {
+        let dir = maildir(&[("1700000001.1.h", M1), ("1700000002.1.h", M2)]);
+        let held = Maildrop::open(dir.path()).unwrap();
+        let r = run(
+            dir.path(),
+            true,
+            "USER alice\r\nPASS open sesame\r\nSTAT\r\n",
+        );
+        assert!(
+            r.out
+                .ends_with("-ERR [IN-USE] Mailbox is locked by another session\r\n"),
+            "{}",
+            r.out
+        );
+        assert_eq!(r.summary.end, End::Mailbox);
+        drop(held);
+
+        /// Removes every message file once the client has logged in.
+        struct Remover {
+            input: io::Cursor<Vec<u8>>,
+            cur: PathBuf,
+            reads: usize,
+        }
+        impl Read for Remover {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.reads += 1;
+                if self.reads == 2 {
+                    for e in std::fs::read_dir(&self.cur)? {
+                        std::fs::remove_file(e?.path())?;
+                    }
+                }
+                let max = buf.len().min(30);
+                let n = self.input.read(&mut buf[..max])?;
+                Ok(n)
+            }
+        }
+        let input = Remover {
+            input: io::Cursor::new(
+                b"USER alice\r\nPASS open sesame\r\nRETR 1\r\nTOP 2 1\r\nSTAT\r\nQUIT\r\n".to_vec(),
+            ),
+            cur: dir.path().join("cur"),
+            reads: 0,
+        };
+        let r = run_with(dir.path(), settings(true), input);
+        assert!(
+            r.out.ends_with(
+                "-ERR Message is no longer available\r\n-ERR Message is no longer available\r\n\
+                 +OK 2 61\r\n+OK Sayonara\r\n"
+            ),
+            "{}",
+            r.out
+        );
+    }
+
+    #[test]
+    fn replies_are_written_once_per_batch() {
+        let dir = maildir(&[("1700000001.1.h", M2)]);
+        /// Records the size of every write.
+        struct Writes(Rc<RefCell<Vec<usize>>>);
+        impl Write for Writes {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.borrow_mut().push(buf.len());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let writes = Rc::new(RefCell::new(Vec::new()));
+        let mut log = |_: &str, _: &str| {};
+        let auth = FakeAuth {
+            maildir: dir.path().to_path_buf(),
+            seen: Rc::default(),
+        };
+        let input =
+            &b"USER alice\r\nPASS open sesame\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nQUIT\r\n"[..];
+        let summary =
+            Session::new(settings(true), auth, &mut log).run(input, Writes(writes.clone()));
+        assert_eq!(summary.end, End::Quit);
+        // The greeting, then the whole pipelined batch in one write.
+        assert_eq!(writes.borrow().len(), 2, "{:?}", writes.borrow());
+    }
+
+    /// Hands out its bytes `size` at a time.
+    struct Chunks<'b> {
+        bytes: &'b [u8],
+        size: usize,
+    }
+
+    impl Read for Chunks<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.size.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn every_input_chunk_size_gives_the_same_session() {
+        let input =
+            b"CAPA\nUSER alice\r\nPASS open sesame\r\nLIST\r\nUIDL 1\r\nRETR 1\nTOP 1 1\r\n\
+                      DELE 1\r\nBOGUS\r\nSTAT\r\nRSET\r\nQUIT\r\n";
+        let mut want: Option<String> = None;
+        for size in 1..=input.len() {
+            let dir = maildir(&[("1700000001.1.h", M1)]);
+            let r = run_with(dir.path(), settings(true), Chunks { bytes: input, size });
+            assert_eq!(r.summary.end, End::Quit);
+            match &want {
+                None => want = Some(r.out),
+                Some(w) => assert_eq!(&r.out, w, "chunk size {size}"),
+            }
+        }
+        assert!(want
+            .unwrap()
+            .ends_with("+OK Mailbox reset, 1 messages\r\n+OK Sayonara\r\n"));
+    }
+
+    #[test]
+    fn large_message_streams_in_bounded_pieces() {
+        // 3 MiB of bare-LF lines, some starting with a dot.
+        let mut body = Vec::new();
+        for i in 0..100_000 {
+            body.extend_from_slice(if i % 7 == 0 {
+                b".dotted line here.....\n"
+            } else {
+                b"an ordinary line, 24 b\n"
+            });
+        }
+        let dir = maildir(&[("1700000001.1.h", &body)]);
+        /// Records the largest single write.
+        struct Largest(usize, Vec<u8>);
+        impl Write for Largest {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0 = self.0.max(buf.len());
+                self.1.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = Largest(0, Vec::new());
+        let mut log = |_: &str, _: &str| {};
+        let auth = FakeAuth {
+            maildir: dir.path().to_path_buf(),
+            seen: Rc::default(),
+        };
+        let input = &b"USER alice\r\nPASS open sesame\r\nRETR 1\r\nQUIT\r\n"[..];
+        let summary = Session::new(settings(true), auth, &mut log).run(input, &mut out);
+        assert_eq!(summary.end, End::Quit);
+        assert!(out.0 <= 3 * maildir::CHUNK, "a write of {} bytes", out.0);
+        let text = out.1;
+        let start = text.windows(8).position(|w| w == b"octets\r\n").unwrap() + 8;
+        let end = text.len() - b".\r\n+OK Sayonara\r\n".len();
+        let mut unstuffed = Vec::new();
+        for line in text[start..end].split_inclusive(|&b| b == b'\n') {
+            unstuffed.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        }
+        let want: Vec<u8> = body
+            .split_inclusive(|&b| b == b'\n')
+            .flat_map(|l| [&l[..l.len() - 1], b"\r\n"].concat())
+            .collect();
+        assert_eq!(unstuffed.len(), want.len());
+        assert!(unstuffed == want);
+        let size_line = format!("+OK {} octets\r\n", want.len());
+        assert!(text
+            .windows(size_line.len())
+            .any(|w| w == size_line.as_bytes()));
+    }
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn random_client_input_never_panics_or_deletes_without_quit() {
+        let words: &[&[u8]] = &[
+            b"USER alice",
+            b"PASS open sesame",
+            b"PASS nope",
+            b"APOP alice x",
+            b"STAT",
+            b"LIST",
+            b"LIST ",
+            b"RETR ",
+            b"DELE ",
+            b"TOP ",
+            b"UIDL",
+            b"UIDL ",
+            b"NOOP",
+            b"RSET",
+            b"CAPA",
+            b"QUIT",
+            b"",
+            b"\0",
+            b"\xff\xfe",
+            b".",
+            b"retr 1",
+            b"top 1 99999999999",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut logged_in, mut deleted) = (0, 0);
+        for round in 0..300 {
+            let dir = maildir(&[("1700000001.1.h", M1), ("1700000002.1.h", M2)]);
+            let mut input = Vec::new();
+            if rng.below(2) == 0 {
+                input.extend_from_slice(b"USER alice\r\nPASS open sesame\r\n");
+            }
+            for _ in 0..rng.below(20) {
+                match rng.below(10) {
+                    0 => input.extend((0..rng.below(600)).map(|_| rng.next() as u8)),
+                    1 => input.extend(std::iter::repeat(b'A').take(rng.below(400) as usize)),
+                    _ => {
+                        let w = words[rng.below(words.len() as u64) as usize];
+                        input.extend_from_slice(w);
+                        if w.ends_with(b" ") {
+                            let n =
+                                [0, 1, 2, 3, u64::from(u32::MAX), u64::MAX][rng.below(6) as usize];
+                            input.extend_from_slice(n.to_string().as_bytes());
+                        }
+                    }
+                }
+                input.extend_from_slice(if rng.below(2) == 0 { b"\r\n" } else { b"\n" });
+            }
+            let size = 1 + rng.below(64) as usize;
+            let r = run_with(
+                dir.path(),
+                settings(true),
+                Chunks {
+                    bytes: &input,
+                    size,
+                },
+            );
+            for line in r.out.split("\r\n").filter(|l| l.starts_with(['+', '-'])) {
+                assert!(
+                    line.starts_with("+OK") || line.starts_with("-ERR"),
+                    "round {round}: {line:?}"
+                );
+            }
+            let left = std::fs::read_dir(dir.path().join("cur")).unwrap().count()
+                + std::fs::read_dir(dir.path().join("new")).unwrap().count();
+            if r.summary.end != End::Quit {
+                assert_eq!(left, 2, "round {round}: deleted without QUIT");
+            }
+            assert_eq!(left + r.summary.deleted, 2, "round {round}");
+            logged_in += usize::from(r.summary.user.is_some());
+            deleted += usize::from(r.summary.deleted > 0);
+        }
+        // The generator reaches the interesting states.
+        assert!(
+            logged_in > 10 && deleted > 0,
+            "{logged_in} logins, {deleted} with deletions"
+        );
+    }
+
+    #[test]
+    fn allowed_table() {
+        use crate::pop3::parse_line;
+        let dir = maildir(&[]);
+        let open = || State::Transaction(Box::new(Maildrop::open(dir.path()).unwrap()));
+        let fresh = State::Authorization { user: None };
+        let named = State::Authorization {
+            user: Some("u".into()),
+        };
+        // command, then allowed in: fresh AUTHORIZATION, after USER, TRANSACTION, UPDATE.
+        let table: [(&[u8], [bool; 4]); 13] = [
+            (b"USER u", [true, true, false, false]),
+            (b"PASS p", [false, true, false, false]),
+            (b"APOP u d", [true, true, false, false]),
+            (b"QUIT", [true, true, true, false]),
+            (b"CAPA", [true, true, true, false]),
+            (b"STAT", [false, false, true, false]),
+            (b"LIST", [false, false, true, false]),
+            (b"RETR 1", [false, false, true, false]),
+            (b"DELE 1", [false, false, true, false]),
+            (b"NOOP", [false, false, true, false]),
+            (b"RSET", [false, false, true, false]),
+            (b"TOP 1 1", [false, false, true, false]),
+            (b"UIDL", [false, false, true, false]),
+        ];
+        for (line, want) in table {
+            let c = parse_line(line).unwrap();
+            let got = [
+                allowed(&fresh, &c),
+                allowed(&named, &c),
+                {
+                    let t = open();
+                    allowed(&t, &c)
+                },
+                allowed(&State::Update, &c),
+            ];
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn sanitize_escapes_and_caps() {
+        assert_eq!(sanitize("alice"), "alice");
+        assert_eq!(sanitize("a b\n\x1b\\é"), "a\\x20b\\x0a\\x1b\\x5c\\xc3\\xa9");
+        assert_eq!(sanitize(""), "-");
+        let long = sanitize(&"x".repeat(500));
+        assert_eq!(long.len(), 67);
+        assert!(long.ends_with("..."));
+    }
+}

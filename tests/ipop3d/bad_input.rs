@@ -1,0 +1,227 @@
+//! Bad input: every malformed, misplaced or out-of-range command gets `-ERR` and the session
+//! lives on; nothing panics (the harness fails any test whose server log says "panicked").
+
+use crate::client::Pop;
+use crate::harness::{retr_wire, small_message, uniques};
+
+/// Sends `bytes` (a whole command line with its CRLF) and expects exactly one `-ERR` line,
+/// then shows the session is alive with `alive` (CAPA before login, NOOP after).
+fn refused(pop: &mut Pop, bytes: &[u8], alive: &str) {
+    pop.send_raw(bytes);
+    let reply = pop.line();
+    assert!(
+        reply.starts_with("-ERR"),
+        "{:?} got {reply:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
+    );
+    let reply = pop.cmd(alive);
+    assert!(
+        reply.starts_with("+OK"),
+        "after {:?}, {alive} got {reply:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
+    );
+    if alive == "CAPA" {
+        pop.multiline();
+    }
+}
+
+fn garbage_lines() -> Vec<Vec<u8>> {
+    let mut long = b"NOOP ".to_vec();
+    long.extend(std::iter::repeat(b'a').take(300));
+    long.extend_from_slice(b"\r\n");
+    let mut longer = b"LIST ".to_vec();
+    longer.extend(std::iter::repeat(b'9').take(100_000));
+    longer.extend_from_slice(b"\r\n");
+    vec![
+        long,
+        longer,
+        b"NO\0OP\r\n".to_vec(),
+        b"NOOP\0\r\n".to_vec(),
+        b"USER \xff\xfe\xc3\x28\r\n".to_vec(),
+        b"\xc3\x28\r\n".to_vec(),
+        b"XYZZY\r\n".to_vec(),
+        b"\r\n".to_vec(),
+        b"   \r\n".to_vec(),
+    ]
+}
+
+#[test]
+fn bad_input_before_login() {
+    let mut w = world!("bad_input_before_login");
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut pop = server.connect();
+    for line in garbage_lines() {
+        refused(&mut pop, &line, "CAPA");
+    }
+    for cmd in [
+        "STAT", "LIST", "RETR 1", "DELE 1", "UIDL", "TOP 1 0", "RSET", "NOOP",
+    ] {
+        refused(&mut pop, format!("{cmd}\r\n").as_bytes(), "CAPA");
+    }
+    // None of that counted as a failed login.
+    pop.login(alice.name(), &alice.password);
+    pop.ok("QUIT");
+}
+
+#[test]
+fn bad_input_after_login() {
+    let mut w = world!("bad_input_after_login");
+    let alice = w.user("alice");
+    let msgs: Vec<Vec<u8>> = (1..=3).map(small_message).collect();
+    let names: Vec<String> = msgs.iter().map(|m| w.deliver(&alice, m)).collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("DELE 2");
+
+    for line in garbage_lines() {
+        refused(&mut pop, &line, "NOOP");
+    }
+    let apop = pop.apop_line(alice.name(), &alice.password);
+    let wrong_state = [
+        format!("USER {}", alice.name()),
+        format!("PASS {}", alice.password),
+        apop,
+    ];
+    let numbers = [
+        "RETR 0",
+        "RETR 4",
+        "RETR 99999999999999999999",
+        "RETR 18446744073709551617",
+        "RETR 4294967297",
+        "RETR -1",
+        "RETR 1x",
+        "RETR",
+        "LIST 0",
+        "LIST 99999999999999999999",
+        "UIDL 0",
+        "UIDL 4",
+        "DELE 0",
+        "DELE 99999999999999999999",
+        "TOP 0 1",
+        "TOP 1",
+        "TOP 1 -1",
+        "TOP 99999999999999999999 1",
+        // Message 2 is marked deleted.
+        "RETR 2",
+        "LIST 2",
+        "UIDL 2",
+        "TOP 2 0",
+        "DELE 2",
+    ];
+    for cmd in wrong_state.iter().map(String::as_str).chain(numbers) {
+        refused(&mut pop, format!("{cmd}\r\n").as_bytes(), "NOOP");
+    }
+
+    // A line count past the end (even one that overflows) is not an error worth dying for:
+    // the whole message, or -ERR, and the session goes on.
+    for cmd in ["TOP 1 1000000", "TOP 1 99999999999999999999"] {
+        let reply = pop.cmd(cmd);
+        if reply.starts_with("+OK") {
+            assert_eq!(pop.multiline_raw(), retr_wire(&msgs[0]), "{cmd}");
+        } else {
+            assert!(reply.starts_with("-ERR"), "{cmd}: {reply:?}");
+        }
+        pop.ok("NOOP");
+    }
+
+    // Lower-case commands are commands (RFC 1939: case-insensitive keywords).
+    pop.ok("noop");
+    pop.ok("stat");
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+    assert_eq!(
+        uniques(&alice.maildir()),
+        [names[0].clone(), names[2].clone()].into_iter().collect(),
+        "only the DELE'd message went"
+    );
+}
+
+/// A message file removed behind the server's back: RETR gets -ERR, the session goes on, and
+/// QUIT still deletes what was marked.
+#[test]
+fn message_removed_meanwhile() {
+    let mut w = world!("message_removed_meanwhile");
+    let alice = w.user("alice");
+    let msgs: Vec<Vec<u8>> = (1..=3).map(small_message).collect();
+    let names: Vec<String> = msgs.iter().map(|m| w.deliver(&alice, m)).collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+
+    let cur = alice.maildir().join("cur");
+    let victim = std::fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&names[1])
+        })
+        .expect("message 2 is in cur/");
+    std::fs::remove_file(victim).unwrap();
+
+    pop.err("RETR 2");
+    pop.ok("NOOP");
+    let top = pop.cmd("TOP 2 0");
+    assert!(top.starts_with("-ERR"), "{top:?}");
+    pop.ok("RETR 1");
+    assert_eq!(pop.multiline_raw(), retr_wire(&msgs[0]));
+    pop.ok("DELE 3");
+    let dele2 = pop.cmd("DELE 2");
+    assert!(
+        dele2.starts_with("+OK") || dele2.starts_with("-ERR"),
+        "{dele2:?}"
+    );
+    let quit = pop.cmd("QUIT");
+    assert!(quit.starts_with("+OK"), "{quit:?}");
+    pop.expect_closed();
+    server.wait_idle();
+    assert_eq!(
+        uniques(&alice.maildir()),
+        [names[0].clone()].into_iter().collect()
+    );
+}
+
+/// A message another program renames meanwhile (a mail reader setting a flag) is found again
+/// by its unique part: RETR serves it and QUIT deletes it under its new name.
+#[test]
+fn message_renamed_meanwhile() {
+    let mut w = world!("message_renamed_meanwhile");
+    let alice = w.user("alice");
+    let msgs: Vec<Vec<u8>> = (1..=2).map(small_message).collect();
+    let names: Vec<String> = msgs.iter().map(|m| w.deliver(&alice, m)).collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+
+    let cur = alice.maildir().join("cur");
+    let old = std::fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&names[0])
+        })
+        .expect("message 1 is in cur/");
+    let old_name = old.file_name().unwrap().to_string_lossy().into_owned();
+    let base = old_name.split(':').next().unwrap();
+    std::fs::rename(&old, cur.join(format!("{base}:2,RS"))).unwrap();
+
+    pop.ok("RETR 1");
+    assert_eq!(pop.multiline_raw(), retr_wire(&msgs[0]));
+    pop.ok("DELE 1");
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+    assert_eq!(
+        uniques(&alice.maildir()),
+        [names[1].clone()].into_iter().collect()
+    );
+}

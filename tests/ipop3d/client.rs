@@ -1,0 +1,187 @@
+//! client: a tiny POP3 client over a TcpStream, strict about the wire (every line ends CRLF).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+
+use crate::harness::PATIENCE;
+
+pub struct Pop {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    pub greeting: String,
+}
+
+impl Pop {
+    /// Connects to 127.0.0.1:`port` and reads the greeting, which must be `+OK`.
+    pub fn connect(port: u16) -> Pop {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        let writer = stream.try_clone().unwrap();
+        let mut pop = Pop {
+            reader: BufReader::new(stream),
+            writer,
+            greeting: String::new(),
+        };
+        pop.greeting = pop.line();
+        assert!(
+            pop.greeting.starts_with("+OK"),
+            "greeting {:?}",
+            pop.greeting
+        );
+        pop
+    }
+
+    /// The RFC 1939 timestamp `<...>` of the greeting.
+    pub fn timestamp(&self) -> &str {
+        let start = self.greeting.find('<').expect("greeting has a timestamp");
+        let end = self.greeting[start..].find('>').expect("timestamp closes") + start;
+        &self.greeting[start..=end]
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write to ipop3d");
+    }
+
+    /// Sends `line` and CRLF.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    /// The next line, raw, with its CRLF; `None` at end of stream.
+    pub fn try_raw_line(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                assert!(
+                    line.ends_with(b"\r\n"),
+                    "line without CRLF: {:?}",
+                    String::from_utf8_lossy(&line)
+                );
+                Some(line)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("reading from ipop3d: {e}"),
+        }
+    }
+
+    /// The next line without its CRLF; `None` at end of stream.
+    pub fn try_line(&mut self) -> Option<String> {
+        self.try_raw_line()
+            .map(|l| String::from_utf8(l[..l.len() - 2].to_vec()).expect("status lines are UTF-8"))
+    }
+
+    /// The next line without its CRLF; the connection must still be open.
+    pub fn line(&mut self) -> String {
+        self.try_line()
+            .expect("ipop3d closed the connection unexpectedly")
+    }
+
+    /// Sends a command and returns the status line.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(line);
+        self.line()
+    }
+
+    /// Sends a command that must succeed; returns the status line.
+    pub fn ok(&mut self, line: &str) -> String {
+        let reply = self.cmd(line);
+        assert!(reply.starts_with("+OK"), "{line:?} got {reply:?}");
+        reply
+    }
+
+    /// Sends a command that must fail; returns the status line.
+    pub fn err(&mut self, line: &str) -> String {
+        let reply = self.cmd(line);
+        assert!(reply.starts_with("-ERR"), "{line:?} got {reply:?}");
+        reply
+    }
+
+    /// The body of a multi-line reply exactly as sent, through the ".\r\n" terminator.
+    pub fn multiline_raw(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let line = self
+                .try_raw_line()
+                .expect("connection closed inside a multi-line reply");
+            out.extend_from_slice(&line);
+            if line == b".\r\n" {
+                return out;
+            }
+        }
+    }
+
+    /// The lines of a multi-line reply, dot-unstuffed, without CRLF or the terminator.
+    pub fn multiline(&mut self) -> Vec<String> {
+        let raw = self.multiline_raw();
+        let text = String::from_utf8(raw).expect("UTF-8 listing");
+        let mut lines: Vec<String> = text
+            .split_terminator("\r\n")
+            .map(|l| l.strip_prefix('.').unwrap_or(l).to_string())
+            .collect();
+        assert_eq!(lines.pop().as_deref(), Some(""), "terminator");
+        lines
+    }
+
+    /// A command with a multi-line reply that must succeed: its lines.
+    pub fn ok_lines(&mut self, line: &str) -> Vec<String> {
+        self.ok(line);
+        self.multiline()
+    }
+
+    /// USER and PASS, both must succeed.
+    pub fn login(&mut self, user: &str, pass: &str) -> String {
+        self.ok(&format!("USER {user}"));
+        self.ok(&format!("PASS {pass}"))
+    }
+
+    /// The APOP command line for `user` and `secret` under this session's timestamp.
+    pub fn apop_line(&self, user: &str, secret: &str) -> String {
+        let digest = apoptools::apop::digest(self.timestamp().as_bytes(), secret.as_bytes());
+        format!(
+            "APOP {user} {}",
+            String::from_utf8(digest.to_vec()).unwrap()
+        )
+    }
+
+    /// APOP login, which must succeed.
+    pub fn apop(&mut self, user: &str, secret: &str) -> String {
+        let line = self.apop_line(user, secret);
+        self.ok(&line)
+    }
+
+    /// Whether the server has closed the connection (reads until end of stream; any further
+    /// line is returned in the error).
+    pub fn expect_closed(&mut self) {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("waiting for close: {e}"),
+        }
+        assert!(
+            rest.is_empty(),
+            "expected the connection closed, got {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    /// Closes our side without QUIT (a dropped connection).
+    pub fn drop_connection(self) {
+        let _ = self.writer.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// LIST/UIDL lines "n value" as pairs.
+pub fn pairs(lines: &[String]) -> Vec<(u64, String)> {
+    lines
+        .iter()
+        .map(|l| {
+            let (n, v) = l
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("bad listing line {l:?}"));
+            (n.parse().unwrap(), v.to_string())
+        })
+        .collect()
+}

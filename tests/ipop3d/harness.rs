@@ -1,0 +1,626 @@
+//! harness: a fresh temp world per test and a real `tcpserver` running the real `ipop3d`.
+//!
+//! A [`World`] is a temp directory (mode 0755, so virtual users can traverse it) holding a
+//! passwd(5)-format account file, the config, an optional disable list and one home per user
+//! with `Maildir/{new,cur,tmp}`. As root the users are virtual (uids from 61000, homes chowned
+//! to them); as anyone else they all carry the runner's own uid and gid, since a non-root
+//! ipop3d serves only its own uid.
+//!
+//! [`Server`] starts Debian ucspi-tcp's `tcpserver` the way the seed does (`env - INTRANET=1
+//! PATH=... tcpserver -vR -c40 -p 127.0.0.1 0 ipop3d --config F`), learns the port it bound
+//! from `/proc`, collects its stderr (tcpserver's log and ipop3d's) and, when dropped, kills
+//! its process group and fails the test if anything in the log says "panicked".
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use apoptools::accounts::Account;
+use apoptools::disable::{DisableList, Mark};
+use apoptools::store::{self, Record, Secret};
+
+use crate::client::Pop;
+
+/// How long anything that should happen "soon" may take before the test fails (generous: the
+/// machine is shared and slow; nothing asserts speed).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub const IPOP3D: &str = env!("CARGO_BIN_EXE_ipop3d");
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The path of `tool` on `PATH`, if installed.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Whether every tool in `tools` is installed; if not, says which test is skipped and why.
+pub fn have(tools: &[&str], test: &str) -> bool {
+    for tool in tools {
+        if find_tool(tool).is_none() {
+            eprintln!("SKIPPED (needs {tool}): {test}");
+            return false;
+        }
+    }
+    true
+}
+
+/// A fresh world for `test`, or `None` after saying why the test is skipped when tcpserver or
+/// one of `tools` is not installed.
+pub fn world_for(test: &str, tools: &[&str]) -> Option<World> {
+    let mut needed = vec!["tcpserver"];
+    needed.extend_from_slice(tools);
+    have(&needed, test).then(World::new)
+}
+
+/// `world!("test_name", "tool"...)`: a fresh [`World`], or return from the test (skipped) when
+/// tcpserver or a named tool is missing.
+macro_rules! world {
+    ($test:literal $(, $tool:literal)*) => {
+        match crate::harness::world_for($test, &[$($tool),*]) {
+            Some(world) => world,
+            None => return,
+        }
+    };
+}
+
+/// Whether the test runs as root; if not, says it is skipped.
+pub fn have_root(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED (needs root): {test}");
+    }
+    is_root()
+}
+
+/// Virtual uids handed out to users of all worlds in this test process.
+static NEXT_UID: AtomicU32 = AtomicU32::new(61000);
+
+/// A virtual uid no other user of this test process has.
+pub fn fresh_uid() -> u32 {
+    NEXT_UID.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A mail user of a world.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub account: Account,
+    /// The secret set with [`World::set_secret`] by [`World::user`].
+    pub password: String,
+}
+
+impl User {
+    pub fn name(&self) -> &str {
+        &self.account.name
+    }
+    pub fn maildir(&self) -> PathBuf {
+        self.account.home.join("Maildir")
+    }
+}
+
+pub struct World {
+    dir: tempfile::TempDir,
+    users: Vec<User>,
+    settings: Vec<(String, String)>,
+    delivered: u32,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix("ipop3d-test.")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.path().join("home")).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("home"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let mut world = World {
+            dir,
+            users: Vec::new(),
+            settings: Vec::new(),
+            delivered: 0,
+        };
+        world.set("auth_delay", "50");
+        world
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("apoptools.conf")
+    }
+
+    pub fn disabled_path(&self) -> PathBuf {
+        self.path().join("disabled")
+    }
+
+    /// Sets (or replaces) a config key for servers started after this call.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.settings.retain(|(k, _)| k != key);
+        self.settings.push((key.to_string(), value.to_string()));
+    }
+
+    /// Adds a user with a home, an empty Maildir and the password `pw-<name>-secret`.
+    pub fn user(&mut self, name: &str) -> User {
+        let (uid, gid) = if is_root() {
+            let uid = fresh_uid();
+            (uid, uid)
+        } else {
+            (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            )
+        };
+        self.user_with_ids(name, uid, gid)
+    }
+
+    /// Adds a user with the given ids (root only, unless they are the runner's own).
+    pub fn user_with_ids(&mut self, name: &str, uid: u32, gid: u32) -> User {
+        let home = self.path().join("home").join(name);
+        let account = Account {
+            name: name.to_string(),
+            uid,
+            gid,
+            home: home.clone(),
+        };
+        self.mkdir_as(&account, &home, 0o700);
+        for sub in ["", "/new", "/cur", "/tmp"] {
+            self.mkdir_as(&account, &home.join(format!("Maildir{sub}")), 0o700);
+        }
+        let user = User {
+            account,
+            password: format!("pw-{name}-secret"),
+        };
+        self.users.push(user.clone());
+        self.write_passwd();
+        self.set_secret(&user, None, &user.password);
+        user
+    }
+
+    fn write_passwd(&self) {
+        let mut text = String::from("# test accounts\n");
+        for u in &self.users {
+            let a = &u.account;
+            text.push_str(&format!(
+                "{}:x:{}:{}:Test {}:{}:/usr/sbin/nologin\n",
+                a.name,
+                a.uid,
+                a.gid,
+                a.name,
+                a.home.display()
+            ));
+        }
+        write_file(&self.path().join("passwd"), text.as_bytes(), 0o644);
+    }
+
+    /// Creates `dir` owned by the account.
+    pub fn mkdir_as(&self, account: &Account, dir: &Path, mode: u32) {
+        std::fs::DirBuilder::new()
+            .mode(mode)
+            .create(dir)
+            .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        chown_to(account, dir);
+    }
+
+    /// Writes `bytes` to `path` as a file owned by the account.
+    pub fn write_as(&self, account: &Account, path: &Path, bytes: &[u8], mode: u32) {
+        write_file(path, bytes, mode);
+        chown_to(account, path);
+    }
+
+    /// Stores `secret` as the password of `user` (or of its extension `ext`).
+    ///
+    /// As the account itself this is the library's `store::write`. As root it writes the
+    /// library's encoding of the record and chowns it: `store::write` would switch the effective
+    /// uid, which on Linux is process-wide, under the feet of the other tests' threads.
+    pub fn set_secret(&self, user: &User, ext: Option<&str>, secret: &str) {
+        let account = &user.account;
+        if nix::unistd::geteuid().as_raw() == account.uid {
+            store::write(
+                account,
+                ext,
+                secret.as_bytes(),
+                "test",
+                Duration::from_secs(10),
+            )
+            .expect("store::write");
+        } else {
+            let record = Record {
+                secret: Secret::new(secret.as_bytes().to_vec()),
+                changed: Some(0),
+                by: Some("test".into()),
+            };
+            self.write_as(
+                account,
+                &store::path(account, ext),
+                &store::encode(&record),
+                0o600,
+            );
+        }
+    }
+
+    /// Marks `user` disabled in the world's disable list (through the library's writer).
+    pub fn disable(&mut self, user: &User) {
+        let path = self.disabled_path();
+        DisableList::update(&path, Duration::from_secs(10), |list| {
+            list.insert(
+                user.name(),
+                Mark {
+                    since: 0,
+                    by: "test".into(),
+                },
+            );
+            Ok(())
+        })
+        .expect("disable list");
+    }
+
+    /// Delivers a message into `user`'s Maildir `new/`; returns its unique name. Messages
+    /// delivered later have later names and later modification times.
+    pub fn deliver(&mut self, user: &User, bytes: &[u8]) -> String {
+        let maildir = user.maildir();
+        self.deliver_to(user, &maildir, bytes)
+    }
+
+    /// Delivers a message into the Maildir at `maildir` (owned by `user`).
+    pub fn deliver_to(&mut self, user: &User, maildir: &Path, bytes: &[u8]) -> String {
+        self.delivered += 1;
+        let n = self.delivered;
+        let secs = 1_700_000_000 + u64::from(n);
+        let unique = format!("{secs}.M{n}P4242Q{n}.test.example");
+        let path = maildir.join("new").join(&unique);
+        self.write_as(&user.account, &path, bytes, 0o600);
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+            .unwrap();
+        unique
+    }
+
+    /// Puts a message file named `name` into `maildir/sub` (as `user`), for names and places
+    /// other than a fresh delivery's.
+    pub fn place(&self, user: &User, maildir: &Path, sub: &str, name: &str, bytes: &[u8]) {
+        self.write_as(&user.account, &maildir.join(sub).join(name), bytes, 0o600);
+    }
+
+    fn write_config(&self) {
+        let mut text = format!(
+            "# written by the ipop3d integration test\npasswd_file = {}\ndisabled_file = {}\n",
+            self.path().join("passwd").display(),
+            self.disabled_path().display()
+        );
+        for (k, v) in &self.settings {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        write_file(&self.config_path(), text.as_bytes(), 0o644);
+    }
+
+    /// Starts tcpserver running ipop3d, the seed's way, with `INTRANET=1`.
+    pub fn serve(&self) -> Server {
+        self.serve_with(&[("INTRANET", "1")], None)
+    }
+
+    /// Starts tcpserver with exactly `env` (plus PATH), optionally as `run_as` (root only).
+    pub fn serve_with(&self, env: &[(&str, &str)], run_as: Option<&Account>) -> Server {
+        self.write_config();
+        Server::start(&self.config_path(), env, run_as, &[])
+    }
+
+    /// Starts tcpserver with `INTRANET=1` and extra tcpserver options (such as `-l NAME`).
+    pub fn serve_tcpserver_opts(&self, opts: &[&str]) -> Server {
+        self.write_config();
+        Server::start(&self.config_path(), &[("INTRANET", "1")], None, opts)
+    }
+}
+
+/// Writes a file (any name bytes) owned by `user`, mode 0600.
+pub fn write_as_raw(user: &User, path: &Path, bytes: &[u8]) {
+    write_file(path, bytes, 0o600);
+    chown_to(&user.account, path);
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) {
+    use std::io::Write;
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    f.write_all(bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chown_to(account: &Account, path: &Path) {
+    if is_root() {
+        std::os::unix::fs::chown(path, Some(account.uid), Some(account.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    }
+}
+
+/// The unique parts of the messages in a Maildir's new/ and cur/: the file name before the
+/// `:2,` info and before any Maildir++ `,S=`/`,W=` size field a reader may add.
+pub fn uniques(maildir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for sub in ["new", "cur"] {
+        for entry in std::fs::read_dir(maildir.join(sub)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let base = name.split(':').next().unwrap();
+            let end = [",S=", ",W="]
+                .iter()
+                .filter_map(|f| base.find(f))
+                .min()
+                .unwrap_or(base.len());
+            out.insert(base[..end].to_string());
+        }
+    }
+    out
+}
+
+/// LF line ends to CRLF (test messages hold no CR).
+pub fn crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 20);
+    for &b in bytes {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// What RETR must send after its `+OK` line for a message file: CRLF line ends, lines that
+/// start with "." doubled, then the terminating ".\r\n".
+pub fn retr_wire(file: &[u8]) -> Vec<u8> {
+    let body = crlf(file);
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut at_line_start = true;
+    for &b in &body {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !body.is_empty() && !body.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// The seed's message (2006, qmail), with lines starting with "." added.
+pub fn seed_message() -> Vec<u8> {
+    "Return-Path: <i2006000@itl.koeki-u.ac.jp>\n\
+Delivered-To: i2006000@qm200.is.koeki-u.ac.jp\n\
+Received: (qmail 9682 invoked by uid 32200); 10 Mar 2006 07:50:43 -0000\n\
+Message-ID: <20060310075043.9681.qmail@qm200.is.koeki-u.ac.jp>\n\
+From: i2006000@itl.koeki-u.ac.jp\n\
+Date: 10 Mar 2006 16:50:43 +0900\n\
+To: i2006000@qm200.is.koeki-u.ac.jp\n\
+Subject: cal\n\
+\n\
+      3月 2006\n\
+日 月 火 水 木 金 土\n\
+          1  2  3  4\n\
+ 5  6  7  8  9 10 11\n\
+12 13 14 15 16 17 18\n\
+19 20 21 22 23 24 25\n\
+26 27 28 29 30 31\n\
+.\n\
+..two dots\n\
+.one dot\n\
+\n"
+    .as_bytes()
+    .to_vec()
+}
+
+/// A small message number `n`, with a dot line.
+pub fn small_message(n: u32) -> Vec<u8> {
+    format!(
+        "From: sender{n}@example.org\nTo: rcpt@example.org\nSubject: message {n}\n\
+Message-ID: <m{n}@example.org>\n\nBody of message {n}.\n.\nlast line of {n}\n"
+    )
+    .into_bytes()
+}
+
+/// A message of about `kib` KiB with long lines, some starting with ".".
+pub fn large_message(kib: usize) -> Vec<u8> {
+    let mut m = b"From: big@example.org\nSubject: large\n\n".to_vec();
+    let mut i = 0;
+    while m.len() < kib * 1024 {
+        let lead = if i % 7 == 0 { "." } else { "" };
+        m.extend_from_slice(format!("{lead}{i:06} {}\n", "x".repeat(900)).as_bytes());
+        i += 1;
+    }
+    m
+}
+
+/// A running `tcpserver` with ipop3d behind it.
+pub struct Server {
+    pub port: u16,
+    child: Child,
+    log: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(
+        config: &Path,
+        env: &[(&str, &str)],
+        run_as: Option<&Account>,
+        opts: &[&str],
+    ) -> Server {
+        let tcpserver = find_tool("tcpserver").expect("tcpserver is installed");
+        let mut cmd = Command::new(tcpserver);
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .envs(env.iter().copied())
+            .args(["-vR", "-c40"])
+            .args(opts)
+            .args(["-p", "127.0.0.1", "0", IPOP3D, "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(account) = run_as {
+            // std drops a root parent's supplementary groups (setgroups(0)) before setuid.
+            cmd.uid(account.uid).gid(account.gid);
+        }
+        let mut child = cmd.spawn().expect("spawn tcpserver");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                sink.lock().unwrap().extend_from_slice(&line);
+                line.clear();
+            }
+        });
+        let mut server = Server {
+            port: 0,
+            child,
+            log,
+            reader: Some(reader),
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("tcpserver exited ({status}):\n{}", server.log());
+            }
+            if server.log().contains("status: 0/40") {
+                if let Some(port) = listening_port(server.child.id()) {
+                    server.port = port;
+                    return server;
+                }
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "tcpserver did not start:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything tcpserver and the ipop3d sessions wrote to stderr so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Opens a POP3 connection and reads the greeting.
+    pub fn connect(&self) -> Pop {
+        Pop::connect(self.port)
+    }
+
+    /// The pids of the running sessions (tcpserver's children).
+    pub fn sessions(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        text.split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect()
+    }
+
+    /// Waits until no session is running (every ipop3d has exited).
+    pub fn wait_idle(&self) {
+        let start = Instant::now();
+        while !self.sessions().is_empty() {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "sessions still running after {PATIENCE:?}: {:?}\n{}",
+                self.sessions(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        // tcpserver and its sessions share the process group made at spawn.
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let log = self.log();
+        if !std::thread::panicking() && log.contains("panicked") {
+            panic!("ipop3d panicked; its log:\n{log}");
+        }
+    }
+}
+
+/// The TCP port process `pid` listens on, found through its socket inodes and /proc/net/tcp.
+fn listening_port(pid: u32) -> Option<u16> {
+    let mut inodes = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let link = std::fs::read_link(entry.ok()?.path()).ok()?;
+        let link = link.to_string_lossy();
+        if let Some(inode) = link
+            .strip_prefix("socket:[")
+            .and_then(|s| s.strip_suffix(']'))
+        {
+            inodes.push(inode.to_string());
+        }
+    }
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // f[1] local "0100007F:1F90", f[3] state ("0A" = LISTEN), f[9] inode.
+        if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+            let port = f[1].rsplit(':').next()?;
+            return u16::from_str_radix(port, 16).ok();
+        }
+    }
+    None
+}
+
+/// The peak resident set size (`VmHWM:`) of process `pid`, in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+/// The `Uid:`/`Gid:`/`Groups:` lines of `/proc/<pid>/status`, as numbers.
+pub fn proc_ids(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
