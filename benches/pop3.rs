@@ -1140,6 +1140,15 @@ fn header(w: &World) -> String {
             "; Dovecot with its default service settings"
         },
     );
+    let knobs: Vec<String> = env::vars()
+        .filter(|(k, _)| k.starts_with("BENCH_") || k == "APOPTOOLS_BIN_DIR")
+        .map(|(k, v)| format!("{k}={v} "))
+        .collect();
+    h.push_str(&format!(
+        "Command: `{}cargo bench --bench pop3`{}.\n",
+        knobs.concat(),
+        if w.root { ", as root" } else { ", not as root" }
+    ));
     if let Some(b) = &w.big {
         h.push_str(&format!(
             "(a) Maildir: {} messages, {:.0} MB (1-200 KB, most under 10 KB; some lines start \

@@ -170,6 +170,28 @@ impl Results {
                 busy.join("; ")
             ));
         }
+        for (server, name) in SERVERS.iter().enumerate() {
+            let rss: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.key.starts_with("d_"))
+                .filter_map(|r| self.median(r.key, server).map(|m| m.0))
+                .collect();
+            if rss.len() > 1 {
+                let lo = rss.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = rss.iter().copied().fold(0.0, f64::max);
+                out.push_str(&format!(
+                    "\n- {name}: peak RSS {} to {} MB across the (d) rows ({:.2}× spread{}).",
+                    num(lo),
+                    num(hi),
+                    hi / lo,
+                    if hi / lo <= 1.5 {
+                        ", flat"
+                    } else {
+                        ", **not flat**"
+                    }
+                ));
+            }
+        }
         for n in &self.notes {
             out.push_str(&format!("\n- {n}"));
         }
