@@ -460,9 +460,18 @@ pub enum Fill {
     Copy,
 }
 
-/// Builds `home/Maildir` (cur, new, tmp) owned by `owner` holding `set`'s messages in cur/,
-/// replacing whatever was there.
-pub fn install(set: &Set, home: &Path, owner: (u32, u32), fill: Fill) -> Result<()> {
+/// Where [`install`] puts the messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// cur/, named `<unique>:2,` (seen by a mail client before).
+    Cur,
+    /// new/, named `<unique>` (just delivered by qmail).
+    New,
+}
+
+/// Builds `home/Maildir` (cur, new, tmp) owned by `owner` holding `set`'s messages in cur/ or
+/// new/, replacing whatever was there.
+pub fn install(set: &Set, home: &Path, owner: (u32, u32), fill: Fill, place: Place) -> Result<()> {
     let md = home.join("Maildir");
     if md.exists() {
         fs::remove_dir_all(&md).with_context(|| format!("removing {}", md.display()))?;
@@ -474,9 +483,13 @@ pub fn install(set: &Set, home: &Path, owner: (u32, u32), fill: Fill) -> Result<
         std::os::unix::fs::chown(&d, Some(owner.0), Some(owner.1))?;
     }
     let cur = md.join("cur");
+    let new = md.join("new");
     for e in &set.entries {
         let from = set.path_of(e);
-        let to = cur.join(&e.name);
+        let to = match place {
+            Place::Cur => cur.join(&e.name),
+            Place::New => new.join(e.name.strip_suffix(":2,").unwrap_or(&e.name)),
+        };
         match fill {
             Fill::HardLink => fs::hard_link(&from, &to)
                 .with_context(|| format!("linking {} to {}", from.display(), to.display()))?,
