@@ -75,6 +75,11 @@ const ROWS: &[Row] = &[
     row("d_rss_first_new", "(d) peak RSS, 100k msgs in new/, first session", "MB", Lower, RatioAtMost(0.5), false),
     row("d_rss_small", "(d) peak RSS, 1k msgs session", "MB", Lower, RatioAtMost(0.5), false),
     row("d_rss_retr", "(d) peak RSS, RETR 50 MB", "MB", Lower, RatioAtMost(0.5), false),
+    row("d_anon_first", "(d) RssAnon before QUIT, 100k msgs in cur/, first session", "MB", Lower, Target::None, false),
+    row("d_anon_second", "(d) RssAnon before QUIT, 100k msgs, second session", "MB", Lower, Target::None, false),
+    row("d_anon_first_new", "(d) RssAnon before QUIT, 100k msgs in new/, first session", "MB", Lower, Target::None, false),
+    row("d_anon_small", "(d) RssAnon before QUIT, 1k msgs session", "MB", Lower, Target::None, false),
+    row("d_anon_retr", "(d) RssAnon before QUIT, RETR 50 MB", "MB", Lower, Target::None, false),
     row("e_wall", "(e) apoppasswd --batch, 10k accounts, wall", "s", Lower, Below(2.0), true),
     row("e_rss", "(e) apoppasswd --batch, 10k accounts, peak RSS", "MB", Lower, Target::None, false),
 ];
@@ -657,24 +662,22 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
         let first = list_session(server(site), &w.big_user, big)?;
         let second = list_session(server(site), &w.big_user, big)?;
         let small = list_session(server(site), &w.small_users[0], w.small.as_ref().unwrap())?;
-        for (key, cpu_key, rss_key, s) in [
-            (
-                "a_first_new",
-                Some("a_first_new_cpu"),
-                "d_rss_first_new",
-                &first_new,
-            ),
-            ("a_first", Some("a_first_cpu"), "d_rss_first", &first),
-            ("a_second", Some("a_second_cpu"), "d_rss_second", &second),
-            ("a_small", None, "d_rss_small", &small),
-        ] {
+        #[rustfmt::skip]
+        let sessions = [
+            ("a_first_new", Some("a_first_new_cpu"), "d_rss_first_new", "d_anon_first_new", &first_new),
+            ("a_first", Some("a_first_cpu"), "d_rss_first", "d_anon_first", &first),
+            ("a_second", Some("a_second_cpu"), "d_rss_second", "d_anon_second", &second),
+            ("a_small", None, "d_rss_small", "d_anon_small", &small),
+        ];
+        for (key, cpu_key, rss_key, anon_key, s) in sessions {
             w.results.add(key, col, s.wall.as_secs_f64() * 1e3);
             w.results.add_cpu(key, col, s.client_cpu, s.wall);
             if let (Some(k), Some(c)) = (cpu_key, s.server_cpu) {
                 w.results.add(k, col, c * 1e3);
             }
-            if let Some(kib) = s.rss_kib {
-                w.results.add(rss_key, col, kib as f64 / 1024.0);
+            if let Some((hwm, anon)) = s.rss_kib {
+                w.results.add(rss_key, col, hwm as f64 / 1024.0);
+                w.results.add(anon_key, col, anon as f64 / 1024.0);
             }
         }
         eprintln!(
@@ -722,8 +725,9 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
         let mbps = set.entries[0].size as f64 / s.wall.as_secs_f64() / 1e6;
         w.results.add("c_retr", col, mbps);
         w.results.add_cpu("c_retr", col, s.client_cpu, s.wall);
-        if let Some(kib) = s.rss_kib {
-            w.results.add("d_rss_retr", col, kib as f64 / 1024.0);
+        if let Some((hwm, anon)) = s.rss_kib {
+            w.results.add("d_rss_retr", col, hwm as f64 / 1024.0);
+            w.results.add("d_anon_retr", col, anon as f64 / 1024.0);
         }
         eprintln!("bench:   {}: RETR {mbps:.0} MB/s", stats::SERVERS[col]);
     }
@@ -734,16 +738,17 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
 struct Session {
     wall: Duration,
     client_cpu: Duration,
-    rss_kib: Option<u64>,
+    /// (VmHWM, RssAnon) of the serving process just before QUIT.
+    rss_kib: Option<(u64, u64)>,
     server_cpu: Option<f64>,
 }
 
 /// Peak RSS and CPU of the process serving the session, and how long looking took (to be
 /// taken out of the session's times).
-fn probe(server: &Server) -> (Option<u64>, Option<f64>, Duration, Duration) {
+fn probe(server: &Server) -> (Option<(u64, u64)>, Option<f64>, Duration, Duration) {
     let (t, c) = (Instant::now(), process_cpu());
     let pid = server.serving_pid();
-    let rss = pid.and_then(servers::vm_hwm_kib);
+    let rss = pid.and_then(servers::memory_kib);
     let cpu = pid.and_then(servers::cpu_seconds);
     (rss, cpu, t.elapsed(), process_cpu().saturating_sub(c))
 }

@@ -196,11 +196,15 @@ fn children(parent: u32) -> Vec<ProcStat> {
     out
 }
 
-/// Peak resident set (VmHWM) of `pid`, in KiB.
-pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+/// Peak resident set (VmHWM) and current anonymous resident set (RssAnon: the process's own
+/// heap and stack, not the shared library and binary pages VmHWM also counts) of `pid`, KiB.
+pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_ascii_whitespace().nth(1)?.parse().ok()
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line.split_ascii_whitespace().nth(1)?.parse().ok()
+    };
+    Some((field("VmHWM:")?, field("RssAnon:")?))
 }
 
 /// CPU time of `pid` (its main thread; both servers are single-threaded) so far, in

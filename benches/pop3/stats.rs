@@ -173,14 +173,14 @@ impl Results {
         for (server, name) in SERVERS.iter().enumerate() {
             let rss: Vec<f64> = rows
                 .iter()
-                .filter(|r| r.key.starts_with("d_"))
+                .filter(|r| r.key.starts_with("d_rss"))
                 .filter_map(|r| self.median(r.key, server).map(|m| m.0))
                 .collect();
             if rss.len() > 1 {
                 let lo = rss.iter().copied().fold(f64::INFINITY, f64::min);
                 let hi = rss.iter().copied().fold(0.0, f64::max);
                 out.push_str(&format!(
-                    "\n- {name}: peak RSS {} to {} MB across the (d) rows ({:.2}× spread{}).",
+                    "\n- {name}: peak RSS {} to {} MB across the (d) peak-RSS rows ({:.2}× spread{}).",
                     num(lo),
                     num(hi),
                     hi / lo,
