@@ -319,15 +319,21 @@ fn run() -> Result<ExitCode> {
     } else {
         PathBuf::new()
     };
-    let apoppasswd = if knobs.wants('e') {
+    let root = nix::unistd::geteuid().is_root();
+    let mut skipped = Vec::new();
+    let apoppasswd = if knobs.wants('e') && root {
         Some(our_binary(
             "apoppasswd",
             option_env!("CARGO_BIN_EXE_apoppasswd"),
         )?)
     } else {
+        if knobs.wants('e') {
+            let msg = "(e) skipped: `apoppasswd --batch` is for root only; run the bench as root";
+            eprintln!("bench: {msg}");
+            skipped.push(msg.to_string());
+        }
         None
     };
-    let root = nix::unistd::geteuid().is_root();
     let owner = if root {
         (60_001, 60_001)
     } else {
@@ -375,6 +381,7 @@ fn run() -> Result<ExitCode> {
             w.results.add("e_rss", IPOP3D, rss);
         }
     }
+    w.results.notes.extend(skipped);
     let seed = w.knobs.seed;
     if w.knobs.wants('a') {
         w.big = Some(data::ensure(
