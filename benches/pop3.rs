@@ -465,12 +465,43 @@ fn run() -> Result<ExitCode> {
     drop(sites);
 
     let header = header(&w);
-    let report = w.results.report(ROWS, &header);
+    let report = w.results.report(&sized_rows(&w.knobs), &header);
     println!("{report}");
     let out = w.knobs.data_dir.join("last-report.md");
     fs::write(&out, &report)?;
     eprintln!("bench: report also written to {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rows with their labels' sizes ("100k", "1k", "50 MB", "10k") as actually run.
+fn sized_rows(k: &Knobs) -> Vec<Row> {
+    let count = |n: usize| {
+        if n % 1000 == 0 {
+            format!("{}k", n / 1000)
+        } else {
+            n.to_string()
+        }
+    };
+    let (big, small, batch) = (
+        count(k.big_count),
+        count(k.small_count),
+        count(k.batch_accounts),
+    );
+    let single = format!("{} MB", k.single_bytes / 1_000_000);
+    ROWS.iter()
+        .map(|r| {
+            let label = r
+                .label
+                .replace("100k", &big)
+                .replace("1k msgs", &format!("{small} msgs"))
+                .replace("10k accounts", &format!("{batch} accounts"))
+                .replace("50 MB", &single);
+            Row {
+                label: Box::leak(label.into_boxed_str()),
+                ..*r
+            }
+        })
+        .collect()
 }
 
 /// Removes the run's work directory at the end, also on error or panic.

@@ -31,6 +31,7 @@ pub enum Target {
     None,
 }
 
+#[derive(Clone, Copy)]
 pub struct Row {
     pub key: &'static str,
     pub label: &'static str,
