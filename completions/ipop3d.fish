@@ -1,0 +1,3 @@
+complete -c ipop3d -l config -d 'Configuration file [default: /etc/apoptools.conf]' -r -F
+complete -c ipop3d -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ipop3d -s V -l version -d 'Print version'
