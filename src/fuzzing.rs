@@ -27,3 +27,114 @@ pub fn store_file(data: &[u8]) {
         assert_eq!(again.by, rec.by);
     }
 }
+
+/// The POP3 parser yields the same items whatever the chunking of the stream: `data`'s first
+/// byte picks a chunk size for the rest, which is also parsed whole. Every LF ends exactly one
+/// item (a command or a line error): no line is lost or merged.
+pub fn pop3_parser(data: &[u8]) {
+    use crate::pop3::Parser;
+    let Some((&split, stream)) = data.split_first() else {
+        return;
+    };
+    let drain = |p: &mut Parser, out: &mut Vec<String>| {
+        while let Some(item) = p.next_item() {
+            out.push(format!("{item:?}"));
+        }
+    };
+    let (mut whole, mut chunked) = (Parser::new(), Parser::new());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    whole.feed(stream);
+    drain(&mut whole, &mut a);
+    for chunk in stream.chunks(usize::from(split).max(1)) {
+        chunked.feed(chunk);
+        drain(&mut chunked, &mut b);
+    }
+    assert_eq!(a, b, "chunking changed the parse");
+    assert_eq!(a.len(), stream.iter().filter(|&&c| c == b'\n').count());
+}
+
+/// A whole session over a small Maildir, fed arbitrary client bytes: it never panics, every
+/// reply is CRLF-terminated with no bare LF, and messages disappear only through DELE + QUIT
+/// (exactly as many as the summary counts).
+pub fn session(data: &[u8]) {
+    use crate::session::{Authenticator, Credentials, Denied, Granted, Session, Settings};
+    use std::sync::OnceLock;
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TOUCHED: AtomicBool = AtomicBool::new(true);
+
+    struct Fixed(std::path::PathBuf);
+    impl Authenticator for Fixed {
+        fn authenticate(&mut self, c: &Credentials) -> Result<Granted, Denied> {
+            TOUCHED.store(true, Ordering::Relaxed);
+            match c {
+                Credentials::Plain {
+                    login: "u",
+                    password: b"p",
+                } => Ok(Granted::Maildir(self.0.clone())),
+                Credentials::Apop {
+                    login: "u", digest, ..
+                } if *digest == b"0123456789abcdef0123456789abcdef" => {
+                    Ok(Granted::Maildir(self.0.clone()))
+                }
+                _ => Err(Denied("fuzz".into())),
+            }
+        }
+    }
+    static ROOT: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        // tmpfs where there is one: the session fsyncs, and fuzzing wants speed, not durability.
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("apoptools-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    });
+    let maildir = root.join("Maildir");
+    let messages: [(&str, &[u8]); 3] = [
+        (
+            "1700000001.M1P1.fuzz",
+            b"Subject: a\n\n.dot line\n..two\nbody\n",
+        ),
+        (
+            "1700000002.M2P2.fuzz",
+            b"Subject: b\r\n\r\ncrlf body\r\n.\r\n",
+        ),
+        ("1700000003.M3P3.fuzz", b"Subject: c\n\nno final newline"),
+    ];
+    // Only a session that logged in can have changed the Maildir: rebuild it only then.
+    if TOUCHED.swap(false, Ordering::Relaxed) || !maildir.exists() {
+        let _ = std::fs::remove_dir_all(&maildir);
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        for (name, body) in messages {
+            std::fs::write(maildir.join("new").join(name), body).unwrap();
+        }
+    }
+    let settings = Settings {
+        plaintext: true,
+        auth_delay: std::time::Duration::ZERO,
+        max_auth_failures: 3,
+        timestamp: "<1.2@fuzz>".into(),
+    };
+    let mut log = |_: &str, _: &str| {};
+    let mut out = Vec::new();
+    let summary = Session::new(settings, Fixed(maildir.clone()), &mut log).run(data, &mut out);
+    assert!(out.starts_with(b"+OK "));
+    assert!(out.ends_with(b"\r\n"));
+    for (i, &b) in out.iter().enumerate() {
+        if b == b'\n' {
+            assert!(i > 0 && out[i - 1] == b'\r', "bare LF at {i}");
+        }
+    }
+    let left: usize = ["new", "cur"]
+        .iter()
+        .map(|d| std::fs::read_dir(maildir.join(d)).unwrap().count())
+        .sum();
+    assert_eq!(left + summary.deleted, messages.len(), "{summary:?}");
+}

@@ -32,3 +32,13 @@ fn config_corpus() {
 fn store_file_corpus() {
     run("store_file", apoptools::fuzzing::store_file);
 }
+
+#[test]
+fn pop3_parser_corpus() {
+    run("pop3_parser", apoptools::fuzzing::pop3_parser);
+}
+
+#[test]
+fn session_corpus() {
+    run("session", apoptools::fuzzing::session);
+}
