@@ -141,7 +141,13 @@ Environment=INTRANET=1\n\
             ("TCPREMOTEIP".into(), "The client's address (from tcpserver), logged.".into()),
             ("TCPLOCALHOST".into(), "The host name for the greeting, unless the hostname key is set.".into()),
         ])).as_str()
-        + &section("EXIT STATUS", &roff("0 after a session that ended with QUIT or a dropped connection; 2 on a bad command line; 8 on a configuration error; 10 on a system error before the greeting.\n"))
+        + &section("EXIT STATUS", &tagged(&[
+            ("\\fB0\\fR".into(), "the session ended: QUIT, the client closed the connection, or the idle timeout".into()),
+            ("\\fB1\\fR".into(), "the session ended on an error: too many failed logins, mailbox unavailable, I/O error".into()),
+            ("\\fB2\\fR".into(), "bad command line".into()),
+            ("\\fB8\\fR".into(), "the configuration file is missing or wrong".into()),
+            ("\\fB10\\fR".into(), "any other system error before the session (account database unreadable)".into()),
+        ]))
         + &section("SECURITY", &security)
         + &section("SEE ALSO", SEE_ALSO);
     man_page(apoptools::ipop3d::command(), "8", &extra)
