@@ -21,7 +21,7 @@ fn ten_megabytes_without_a_newline() {
     let mut w = world!("ten_megabytes_without_a_newline");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
-    let server = w.serve();
+    let server = crate::serve(&w);
     let config = w.config_path();
     let mut pop = server.connect();
     pop.login(alice.name(), &alice.password);
@@ -63,7 +63,7 @@ fn thousand_commands_in_one_write() {
     for m in &msgs {
         w.deliver(&alice, m);
     }
-    let server = w.serve();
+    let server = crate::serve(&w);
     let mut pop = server.connect();
     pop.login(alice.name(), &alice.password);
     let uidl = crate::client::pairs(&pop.ok_lines("UIDL"));
@@ -132,7 +132,7 @@ fn slow_reader_of_fifty_megabytes() {
     let big = large_message(50 * 1024);
     w.deliver(&alice, &big);
     w.deliver(&bob, &small_message(2));
-    let server = w.serve();
+    let server = crate::serve(&w);
     let config = w.config_path();
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -235,7 +235,7 @@ fn brute_force_is_capped_and_delayed() {
     let mut w = world!("brute_force_is_capped_and_delayed");
     let alice = w.user("alice");
     w.set("auth_delay", "300");
-    let server = w.serve();
+    let server = crate::serve(&w);
     for round in 0..2 {
         let mut pop = server.connect();
         let good = pop.apop_line(alice.name(), &alice.password);
@@ -297,7 +297,7 @@ fn auth_failures_indistinguishable_in_text_and_timing() {
     let bob = w.user("bob");
     w.disable(&bob);
     w.set("auth_delay", "300");
-    let server = w.serve();
+    let server = crate::serve(&w);
     let kinds: [(&str, &str, &str); 3] = [
         ("unknown user", "nosuchuser", "some-password"),
         ("disabled account", bob.name(), &bob.password),

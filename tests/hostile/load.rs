@@ -30,7 +30,7 @@ fn thousand_sessions_forty_at_a_time_memory_flat() {
         "load: {ACCOUNTS} accounts set up in {:?}",
         started.elapsed()
     ));
-    let server = w.serve();
+    let server = crate::serve(&w);
     let config = w.config_path();
 
     let next = AtomicUsize::new(0);

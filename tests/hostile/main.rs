@@ -30,6 +30,13 @@ mod writers;
 use std::io::Write as _;
 use std::path::Path;
 
+/// Starts the world's tcpserver + ipop3d as the harness does, plus `-H`: no reverse DNS
+/// lookup of 127.0.0.1 in tcpserver's child before ipop3d starts (with an unreachable
+/// resolver those lookups, not ipop3d, would set the pace of every test here).
+pub fn serve(w: &harness::World) -> harness::Server {
+    w.serve_tcpserver_opts(&["-H"])
+}
+
 /// Says (on fd 2, past the test runner's capture) that `test` is skipped and why.
 pub fn skipped(why: &str, test: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED ({why}): {test}");

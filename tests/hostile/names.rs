@@ -75,7 +75,7 @@ fn hostile_login_names_fail_like_unknown_users() {
     w.deliver(&alice, &small_message(1));
     w.set("auth_delay", "0");
     w.set("max_auth_failures", "100");
-    let server = w.serve();
+    let server = crate::serve(&w);
     let before = tree(w.path());
     let mut pop = server.connect();
     let user_reply = pop.ok("USER nosuchuser");
@@ -363,7 +363,7 @@ fn dot_qmail_pointing_outside_the_home_is_not_served() {
         );
         w.set_secret(&alice, Some(ext), &format!("pw-alice-{ext}-secret"));
     }
-    let server = w.serve();
+    let server = crate::serve(&w);
     let mut outcomes = Vec::new();
     for (ext, _) in &targets {
         let mut pop = server.connect();

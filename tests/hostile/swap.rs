@@ -36,7 +36,7 @@ fn store_file_swapped_between_check_and_open_root() {
     std::fs::write(&root_file, store::encode(&record)).unwrap();
     std::fs::set_permissions(&root_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let valid_a = std::fs::read(store::path(&alice.account, None)).unwrap();
-    let server = w.serve();
+    let server = crate::serve(&w);
     let config = w.config_path();
     let home = alice.account.home.clone();
     let target = home.join(".apop");
@@ -66,6 +66,8 @@ fn store_file_swapped_between_check_and_open_root() {
                     }
                     std::fs::rename(&staged_r, &target).unwrap();
                     swaps.fetch_add(2, Ordering::SeqCst);
+                    // Leave the CPU to the sessions now and then (2 cores, shared).
+                    std::thread::yield_now();
                 }
             });
             for _ in 0..2 {

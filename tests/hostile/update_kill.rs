@@ -98,7 +98,11 @@ fn sigkill_during_quit_update() {
             .collect();
         let delay = Duration::from_micros(rng.below(span));
         d.send("QUIT");
-        std::thread::sleep(delay);
+        // Spin rather than sleep: a sleep's wake-up latency is as long as the update itself.
+        let sent = Instant::now();
+        while sent.elapsed() < delay {
+            std::hint::spin_loop();
+        }
         let _ = d.child.kill();
         let _ = d.child.wait();
         let quit_ok = d.rest().starts_with("+OK");
