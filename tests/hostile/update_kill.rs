@@ -9,7 +9,7 @@ use crate::direct::Direct;
 use crate::harness::{small_message, uniques, User, World};
 use crate::Rng;
 
-const TRIALS: usize = 200;
+const TRIALS: usize = 400;
 const MESSAGES: u32 = 20;
 
 /// Empties `user`'s Maildir and delivers [`MESSAGES`] fresh messages.
@@ -96,7 +96,10 @@ fn sigkill_during_quit_update() {
             .filter(|u| !marked_uidls.contains(*u))
             .cloned()
             .collect();
-        let delay = Duration::from_micros(rng.below(span));
+        // Half the kills aim at the first third, where the unlinks are (the rest is mostly
+        // the directory fsync and the reply).
+        let window = if trial % 2 == 0 { span / 3 } else { span };
+        let delay = Duration::from_micros(rng.below(window.max(1)));
         d.send("QUIT");
         // Spin rather than sleep: a sleep's wake-up latency is as long as the update itself.
         let sent = Instant::now();
