@@ -8,7 +8,16 @@ use std::time::{Duration, Instant};
 
 use apoptools::store::{self, Record, Secret};
 
+/// Each round lasts at least this long and until [`ATTEMPTS`] of each kind, but never longer
+/// than [`LIMIT`].
 const ROUND: Duration = Duration::from_secs(3);
+const ATTEMPTS: usize = 40;
+const LIMIT: Duration = Duration::from_secs(12);
+
+fn more(start: Instant, done: &AtomicUsize) -> bool {
+    let t = start.elapsed();
+    t < LIMIT && (t < ROUND || done.load(Ordering::SeqCst) < ATTEMPTS)
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Planted {
@@ -41,6 +50,15 @@ fn store_file_swapped_between_check_and_open_root() {
     let home = alice.account.home.clone();
     let target = home.join(".apop");
 
+    // Control: R itself, in a file alice owns, does log in (so a refusal below is the
+    // planted file's doing, not a wrong digest).
+    w.write_as(&alice.account, &target, &store::encode(&record), 0o600);
+    let mut pop = server.connect();
+    pop.apop(alice.name(), &secret_r);
+    pop.ok("QUIT");
+    pop.expect_closed();
+    w.write_as(&alice.account, &target, &valid_a, 0o600);
+
     for planted in [Planted::Symlink, Planted::HardLink] {
         let stop = AtomicBool::new(false);
         let swaps = AtomicUsize::new(0);
@@ -57,6 +75,9 @@ fn store_file_swapped_between_check_and_open_root() {
                 while !stop.load(Ordering::SeqCst) {
                     w.write_as(&alice.account, &staged_a, &valid_a, 0o600);
                     std::fs::rename(&staged_a, &target).unwrap();
+                    // Leave the CPU to the sessions (2 shared cores); each state lasts about
+                    // as long as the other, far less than a login takes.
+                    std::thread::sleep(Duration::from_micros(250));
                     let _ = std::fs::remove_file(&staged_r);
                     match planted {
                         Planted::Symlink => {
@@ -66,14 +87,13 @@ fn store_file_swapped_between_check_and_open_root() {
                     }
                     std::fs::rename(&staged_r, &target).unwrap();
                     swaps.fetch_add(2, Ordering::SeqCst);
-                    // Leave the CPU to the sessions now and then (2 cores, shared).
-                    std::thread::yield_now();
+                    std::thread::sleep(Duration::from_micros(250));
                 }
             });
             for _ in 0..2 {
                 s.spawn(|| {
                     let start = Instant::now();
-                    while start.elapsed() < ROUND {
+                    while more(start, &r_tries) {
                         let mut pop = server.connect();
                         let line = pop.apop_line(alice.name(), &secret_r);
                         let reply = pop.cmd(&line);
@@ -95,7 +115,7 @@ fn store_file_swapped_between_check_and_open_root() {
             s.spawn(|| {
                 let start = Instant::now();
                 let mut i = 0;
-                while start.elapsed() < ROUND {
+                while more(start, &check_r) {
                     let (pw, is_r) = if i % 2 == 0 {
                         (&secret_r, true)
                     } else {
@@ -116,12 +136,12 @@ fn store_file_swapped_between_check_and_open_root() {
                     }
                 }
             });
-            // The clients end by time; then the swapper.
+            // The clients end by count and time; then the swapper.
             let start = Instant::now();
-            while start.elapsed() < ROUND + Duration::from_millis(200) {
+            while (more(start, &r_tries) || more(start, &check_r)) && start.elapsed() < LIMIT {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            while !crate::ipop3d_pids(&config).is_empty() && start.elapsed() < 4 * ROUND {
+            while !crate::ipop3d_pids(&config).is_empty() && start.elapsed() < 2 * LIMIT {
                 std::thread::sleep(Duration::from_millis(50));
             }
             stop.store(true, Ordering::SeqCst);
@@ -135,7 +155,10 @@ fn store_file_swapped_between_check_and_open_root() {
             check_r.load(Ordering::SeqCst),
             check_a_wins.load(Ordering::SeqCst)
         ));
-        assert!(r_tries.load(Ordering::SeqCst) > 10 && check_r.load(Ordering::SeqCst) > 2);
+        assert!(
+            r_tries.load(Ordering::SeqCst) >= 10 && check_r.load(Ordering::SeqCst) >= 10,
+            "too few attempts to mean anything"
+        );
     }
     // The root file is as it was.
     let meta = std::fs::metadata(&root_file).unwrap();
