@@ -57,6 +57,13 @@ fn store_file_swapped_between_check_and_open_root() {
     pop.apop(alice.name(), &secret_r);
     pop.ok("QUIT");
     pop.expect_closed();
+    let out = crate::tools_harness::Run::new(crate::tools_harness::APOPPASSWD)
+        .arg("--config")
+        .arg(config.to_str().unwrap())
+        .args(["--check", "--stdin", "alice"])
+        .stdin(format!("{secret_r}\n"))
+        .run();
+    assert_eq!(out.code, 0, "control --check with R: {out:#?}");
     w.write_as(&alice.account, &target, &valid_a, 0o600);
 
     for planted in [Planted::Symlink, Planted::HardLink] {
