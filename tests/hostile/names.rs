@@ -338,12 +338,34 @@ fn deapop_enable_with_a_bad_name_writes_nothing_root() {
 }
 
 /// `.qmail-EXT` naming another account's Maildir, by absolute path and by `./../`: the login
-/// does not serve that Maildir; its messages are never listed and stay where they are.
+/// does not serve that Maildir; its messages are never listed and stay where they are. Root
+/// only: the accounts have their own uids here.
 #[test]
-fn dot_qmail_pointing_outside_the_home_is_not_served() {
-    let mut w = world!("dot_qmail_pointing_outside_the_home_is_not_served");
+fn dot_qmail_pointing_outside_the_home_is_not_served_root() {
+    let test = "dot_qmail_pointing_outside_the_home_is_not_served_root";
+    if !crate::root_or_skip(test) {
+        return;
+    }
+    let w = world!("dot_qmail_pointing_outside_the_home_is_not_served_root");
+    outside_maildir_not_served(w, false);
+}
+
+/// The same when both accounts carry one uid (virtual mail hosting under one `vmail` uid, or
+/// any non-root run): only the server's own check can refuse the absolute path then.
+#[test]
+#[ignore = "bug: a .qmail-EXT line with an absolute path to another account's Maildir is served when both accounts share a uid (only ./../ is refused)"]
+fn dot_qmail_absolute_path_to_a_same_uid_account_is_not_served() {
+    let w = world!("dot_qmail_absolute_path_to_a_same_uid_account_is_not_served");
+    outside_maildir_not_served(w, true);
+}
+
+fn outside_maildir_not_served(mut w: crate::harness::World, same_uid: bool) {
     let alice = w.user("alice");
-    let bob = w.user("bob");
+    let bob = if same_uid && crate::harness::is_root() {
+        w.user_with_ids("bob", alice.account.uid, alice.account.gid)
+    } else {
+        w.user("bob")
+    };
     let bob_mail = w.deliver(&bob, &small_message(7));
     let home = alice.account.home.clone();
     let targets = [
