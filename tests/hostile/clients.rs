@@ -143,6 +143,18 @@ fn slow_reader_of_fifty_megabytes() {
         .write_all(format!("USER alice\r\nPASS {}\r\nRETR 1\r\n", alice.password).as_bytes())
         .unwrap();
 
+    let slow_pid = {
+        let start = Instant::now();
+        loop {
+            let pids = crate::ipop3d_pids(&config);
+            if let [pid] = pids[..] {
+                break pid;
+            }
+            assert!(start.elapsed() < PATIENCE, "sessions: {pids:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let rss_now = || crate::status_kib(slow_pid, "VmRSS:").expect("the slow session is alive");
     let mut got = Vec::new();
     let mut rss = Vec::new();
     let slow = Instant::now();
@@ -151,20 +163,20 @@ fn slow_reader_of_fifty_megabytes() {
         stream.read_exact(&mut byte).unwrap();
         got.push(byte[0]);
         if got.len() % 10 == 0 {
-            rss.push(session_rss_of(&config, 2));
+            rss.push(rss_now());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     // Now read nothing for a while; another client is served meanwhile.
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(750));
-        rss.push(session_rss_of(&config, 2));
+        rss.push(rss_now());
     }
     let mut other = server.connect();
     other.login(bob.name(), &bob.password);
     other.ok("STAT");
     other.ok("QUIT");
-    let stalled_rss = session_rss_of(&config, 2);
+    let stalled_rss = rss_now();
     rss.push(stalled_rss);
 
     // Then everything, fast.
@@ -218,14 +230,6 @@ fn slow_reader_of_fifty_megabytes() {
         "ipop3d grew to {max} KiB for a slow reader"
     );
     stream.write_all(b"QUIT\r\n").unwrap();
-}
-
-/// The VmRSS of the oldest of the sessions serving `config` (the slow one; `at_most` may run).
-fn session_rss_of(config: &std::path::Path, at_most: usize) -> u64 {
-    let mut pids = crate::ipop3d_pids(config);
-    assert!(!pids.is_empty() && pids.len() <= at_most, "{pids:?}");
-    pids.sort();
-    crate::status_kib(pids[0], "VmRSS:").expect("session alive")
 }
 
 /// Three failures close the connection: a fourth attempt written in the same burst (even with

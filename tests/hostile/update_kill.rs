@@ -154,7 +154,7 @@ fn sigkill_during_quit_update() {
         run.elapsed()
     ));
     assert!(
-        untouched + partial + all_gone_unanswered > 0 && untouched + answered > 0,
-        "the kills did not spread over the update"
+        untouched + partial > 0 && all_gone_unanswered + answered > 0,
+        "the kills did not land both before and after the deletions"
     );
 }
