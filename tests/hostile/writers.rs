@@ -3,6 +3,7 @@
 //! what the last completed deapop made it. Root only (root sets another account's password).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use crate::tools_harness::{listing, World};
 
@@ -21,8 +22,8 @@ fn fifty_writers_twenty_updates_deapop_racing_root() {
         .collect();
     let writers_done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let started = std::time::Instant::now();
-    let (flips, last_disabled) = std::thread::scope(|s| {
+    let started = Instant::now();
+    let (flips, last_disabled, last_runs) = std::thread::scope(|s| {
         let flipper = s.spawn(|| {
             let mut flips = 0;
             let mut disabled = false;
@@ -43,23 +44,27 @@ fn fifty_writers_twenty_updates_deapop_racing_root() {
                 let world = &world;
                 let writers_done = &writers_done;
                 s.spawn(move || {
+                    let mut last = None;
                     for u in 0..UPDATES {
+                        let start = Instant::now();
                         world
                             .apoppasswd()
                             .args(["--stdin", "alice"])
                             .stdin(format!("writer {w:02} update {u:02}\n"))
                             .run()
                             .success();
+                        last = Some((start, Instant::now()));
                     }
                     writers_done.fetch_add(1, Ordering::SeqCst);
+                    last.unwrap()
                 })
             })
             .collect();
-        for h in writers {
-            h.join().unwrap();
-        }
+        let last_runs: Vec<(Instant, Instant)> =
+            writers.into_iter().map(|h| h.join().unwrap()).collect();
         stop.store(true, Ordering::SeqCst);
-        flipper.join().unwrap()
+        let (flips, disabled) = flipper.join().unwrap();
+        (flips, disabled, last_runs)
     });
     assert_eq!(writers_done.load(Ordering::SeqCst), WRITERS);
     crate::report(&format!(
@@ -88,6 +93,17 @@ fn fifty_writers_twenty_updates_deapop_racing_root() {
         1,
         "final passwords that match: {matching:?}"
     );
+    // And it is the last one written: the winner's final run did not end before any other
+    // writer's final run began (a later run would have replaced it).
+    let winner = finals.iter().position(|pw| pw == matching[0]).unwrap();
+    let winner_end = last_runs[winner].1;
+    for (w, (start, _)) in last_runs.iter().enumerate() {
+        assert!(
+            *start <= winner_end,
+            "writer {w}'s last update began after writer {winner}'s had finished, yet {winner}'s \
+             password is the one stored"
+        );
+    }
     assert_eq!(listing(&alice.home), [".apop", ".apop.lock"], "debris");
     assert_eq!(
         listing(world.disabled.parent().unwrap()),
