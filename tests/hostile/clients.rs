@@ -14,19 +14,15 @@ fn session_rss(config: &std::path::Path) -> u64 {
     crate::status_kib(pids[0], "VmRSS:").expect("session alive")
 }
 
-/// 10 MB without a newline after login: the server neither buffers it nor dies; the line is
-/// refused with one -ERR when it ends, and the session goes on.
-#[test]
-fn ten_megabytes_without_a_newline() {
-    let mut w = world!("ten_megabytes_without_a_newline");
-    let alice = w.user("alice");
-    w.deliver(&alice, &small_message(1));
-    let server = crate::serve(&w);
-    let config = w.config_path();
-    let mut pop = server.connect();
-    pop.login(alice.name(), &alice.password);
+/// Sends `prefix` and 10 MB without a newline, then CRLF; returns the reply to that line and
+/// the server's VmRSS sampled every MB.
+fn ten_megabyte_line(
+    pop: &mut crate::client::Pop,
+    config: &std::path::Path,
+    prefix: &[u8],
+) -> (String, Vec<u64>) {
     let chunk = vec![b'A'; 64 * 1024];
-    pop.send_raw(b"NOOP ");
+    pop.send_raw(prefix);
     let mut rss = Vec::new();
     let total = 10 * 1024 * 1024;
     let mut sent = 0;
@@ -34,12 +30,40 @@ fn ten_megabytes_without_a_newline() {
         pop.send_raw(&chunk);
         sent += chunk.len();
         if sent % (1024 * 1024) == 0 {
-            rss.push(session_rss(&config));
+            rss.push(session_rss(config));
         }
     }
     pop.send_raw(b"\r\n");
-    let first = pop.line();
-    assert!(first.starts_with("-ERR"), "overlong line got {first:?}");
+    (pop.line(), rss)
+}
+
+/// 10 MB without a newline, before login (USER) and after it (NOOP): the server neither
+/// buffers it nor dies; the line is refused with one -ERR when it ends, it does not count as
+/// a login failure, and the session goes on.
+#[test]
+fn ten_megabytes_without_a_newline() {
+    let mut w = world!("ten_megabytes_without_a_newline");
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    w.set("max_auth_failures", "1");
+    let server = crate::serve(&w);
+    let config = w.config_path();
+    let mut pop = server.connect();
+    let (before, mut rss) = ten_megabyte_line(&mut pop, &config, b"USER ");
+    assert!(
+        before.starts_with("-ERR"),
+        "overlong USER line got {before:?}"
+    );
+    pop.ok("CAPA");
+    pop.multiline();
+    // With max_auth_failures = 1, a login now shows the long line was no failure.
+    pop.login(alice.name(), &alice.password);
+    let (after, more) = ten_megabyte_line(&mut pop, &config, b"NOOP ");
+    rss.extend(more);
+    assert!(
+        after.starts_with("-ERR"),
+        "overlong NOOP line got {after:?}"
+    );
     pop.ok("NOOP");
     assert_eq!(
         pop.ok("STAT"),
@@ -48,7 +72,7 @@ fn ten_megabytes_without_a_newline() {
     rss.push(session_rss(&config));
     let max = *rss.iter().max().unwrap();
     crate::report(&format!(
-        "10 MB line: ipop3d VmRSS samples (KiB) {rss:?}; reply {first:?}"
+        "10 MB lines: ipop3d VmRSS samples (KiB) {rss:?}; replies {before:?}, {after:?}"
     ));
     assert!(max < 16 * 1024, "ipop3d grew to {max} KiB reading one line");
     pop.ok("QUIT");
