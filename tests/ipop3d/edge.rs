@@ -422,19 +422,22 @@ fn timestamp_host_from_tcplocalhost() {
     );
 }
 
-/// Passwords with spaces and non-ASCII bytes work by PASS (the whole rest of the line) and by
-/// APOP.
+/// Passwords with inner, leading or trailing spaces and non-ASCII bytes work by PASS (the
+/// whole rest of the line after one space) and by APOP.
 #[test]
 fn passwords_with_spaces_and_utf8() {
     let mut w = world!("passwords_with_spaces_and_utf8");
     let alice = w.user("alice");
     let bob = w.user("bob");
+    let carol = w.user("carol");
     let spaced = "correct horse  battery staple";
     let unicode = "pässwörd-ünïcödé-密码";
+    let padded = " leading and trailing spaces ";
     w.set_secret(&alice, None, spaced);
     w.set_secret(&bob, None, unicode);
+    w.set_secret(&carol, None, padded);
     let server = w.serve();
-    for (user, secret) in [(&alice, spaced), (&bob, unicode)] {
+    for (user, secret) in [(&alice, spaced), (&bob, unicode), (&carol, padded)] {
         let mut pop = server.connect();
         pop.login(user.name(), secret);
         pop.ok("QUIT");
