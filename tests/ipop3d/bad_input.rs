@@ -225,3 +225,52 @@ fn message_renamed_meanwhile() {
         [names[1].clone()].into_iter().collect()
     );
 }
+
+/// Clients that connect and vanish at once (before or during the greeting) harm nothing.
+#[test]
+fn connections_closed_at_once() {
+    let mut w = world!("connections_closed_at_once");
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    for _ in 0..20 {
+        let s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        drop(s);
+    }
+    server.wait_idle();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("QUIT");
+}
+
+/// A scripted client (`printf ... | nc`) sends everything and half-closes: every command that
+/// arrived before the end of input is carried out, QUIT's deletions included.
+#[test]
+fn commands_before_end_of_input_are_honoured() {
+    let mut w = world!("commands_before_end_of_input_are_honoured");
+    let alice = w.user("alice");
+    let names: Vec<String> = (1..=2)
+        .map(|n| w.deliver(&alice, &small_message(n)))
+        .collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.send_raw(
+        format!(
+            "USER {}\r\nPASS {}\r\nDELE 1\r\nQUIT\r\n",
+            alice.name(),
+            alice.password
+        )
+        .as_bytes(),
+    );
+    pop.finish_sending();
+    for command in ["USER", "PASS", "DELE", "QUIT"] {
+        let reply = pop.line();
+        assert!(reply.starts_with("+OK"), "{command}: {reply:?}");
+    }
+    pop.expect_closed();
+    server.wait_idle();
+    assert_eq!(
+        uniques(&alice.maildir()),
+        [names[1].clone()].into_iter().collect()
+    );
+}
