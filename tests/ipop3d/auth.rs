@@ -71,7 +71,7 @@ fn every_auth_failure_looks_the_same() {
     pop.ok("QUIT");
     // The log names no password.
     server.wait_idle();
-    let log = server.log();
+    let log = server.wait_log_lines("tcpserver: end ", 7);
     for secret in [&alice.password, &bob.password, "wrong-password"] {
         assert!(!log.contains(secret), "secret in the log:\n{log}");
     }
@@ -323,7 +323,7 @@ fn log_lines_one_per_event_without_secrets() {
     pop.expect_closed();
     server.wait_idle();
 
-    let log = server.log();
+    let log = server.wait_log_lines("tcpserver: end ", 2);
     let count = |prefix: &str| log.lines().filter(|l| l.starts_with(prefix)).count();
     assert_eq!(count("ipop3d: login "), 4, "{log}");
     assert_eq!(count("ipop3d: end "), 2, "{log}");

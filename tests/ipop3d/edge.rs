@@ -494,7 +494,8 @@ fn client_vanishes_mid_retr() {
     pop.drop_connection();
     server.wait_idle();
     assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
-    assert!(!server.log().contains("panicked"), "{}", server.log());
+    let log = server.wait_log_lines("tcpserver: end ", 1);
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 /// A command line cut off by the end of the stream deletes nothing.

@@ -529,6 +529,23 @@ impl Server {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
+    /// Waits until the log holds at least `n` lines starting with `prefix` (the log is read by
+    /// a thread, and tcpserver logs a session's end only after reaping it); returns the log.
+    pub fn wait_log_lines(&self, prefix: &str, n: usize) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.lines().filter(|l| l.starts_with(prefix)).count() >= n {
+                return log;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "fewer than {n} {prefix:?} lines after {PATIENCE:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Opens a POP3 connection and reads the greeting.
     pub fn connect(&self) -> Pop {
         Pop::connect(self.port)
