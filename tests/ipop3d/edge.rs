@@ -913,3 +913,26 @@ fn thousands_of_messages() {
     server.wait_idle();
     assert!(uniques(&alice.maildir()).is_empty());
 }
+
+/// A `TCPLOCALHOST` that is not a host name (here with `>` and a space) never makes a
+/// malformed timestamp: the greeting still ends in one well-formed `<pid.nanos@host>`.
+#[test]
+fn bad_tcplocalhost_keeps_the_timestamp_well_formed() {
+    let mut w = world!("bad_tcplocalhost_keeps_the_timestamp_well_formed");
+    let alice = w.user("alice");
+    let server = w.serve_tcpserver_opts(&["-l", "evil> host"]);
+    let mut pop = server.connect();
+    assert!(pop.greeting.ends_with('>'), "{}", pop.greeting);
+    assert_eq!(pop.greeting.matches('<').count(), 1, "{}", pop.greeting);
+    let ts = pop.timestamp().to_string();
+    let (_, host) = ts[1..ts.len() - 1].split_once('@').unwrap();
+    assert!(
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+        "{ts}"
+    );
+    pop.apop(alice.name(), &alice.password);
+    pop.ok("QUIT");
+}
