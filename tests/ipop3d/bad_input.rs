@@ -274,3 +274,24 @@ fn commands_before_end_of_input_are_honoured() {
         [names[1].clone()].into_iter().collect()
     );
 }
+
+/// RFC 2449's limit: a command line of 255 octets with its CRLF is a command; 256 is not.
+#[test]
+fn line_length_limit_is_255_octets_with_crlf() {
+    let mut w = world!("line_length_limit_is_255_octets_with_crlf");
+    let alice = w.user("alice");
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let at_limit = format!("NOOP{}\r\n", " ".repeat(255 - 6));
+    assert_eq!(at_limit.len(), 255);
+    pop.send_raw(at_limit.as_bytes());
+    let reply = pop.line();
+    assert!(reply.starts_with("+OK"), "255 octets: {reply:?}");
+    refused(
+        &mut pop,
+        format!("NOOP{}\r\n", " ".repeat(256 - 6)).as_bytes(),
+        "NOOP",
+    );
+    pop.ok("QUIT");
+}
