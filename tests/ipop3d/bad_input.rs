@@ -1,8 +1,10 @@
-//! Bad input: every malformed, misplaced or out-of-range command gets `-ERR` and the session
-//! lives on; nothing panics (the harness fails any test whose server log says "panicked").
+//! Bad input and bad clients: every malformed, misplaced or out-of-range command gets `-ERR`
+//! and the session lives on; messages removed or renamed behind the server's back; clients
+//! that vanish, half-close or stop reading. Nothing panics (the harness fails any test whose
+//! server log says "panicked") and nothing is deleted without QUIT.
 
 use crate::client::Pop;
-use crate::harness::{retr_wire, small_message, uniques};
+use crate::harness::{large_message, retr_wire, small_message, uniques};
 
 /// Sends `bytes` (a whole command line with its CRLF) and expects exactly one `-ERR` line,
 /// then shows the session is alive with `alive` (CAPA before login, NOOP after).
@@ -294,4 +296,68 @@ fn line_length_limit_is_255_octets_with_crlf() {
         "NOOP",
     );
     pop.ok("QUIT");
+}
+
+/// A client that drops the connection in the middle of a large RETR: the server ends quietly
+/// (no panic on the broken pipe) and deletes nothing.
+#[test]
+fn client_vanishes_mid_retr() {
+    let mut w = world!("client_vanishes_mid_retr");
+    let alice = w.user("alice");
+    let big = large_message(4 * 1024);
+    let names: Vec<String> = (0..2).map(|_| w.deliver(&alice, &big)).collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("DELE 2");
+    pop.ok("RETR 1");
+    pop.line();
+    pop.drop_connection();
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
+    let log = server.wait_log_lines("tcpserver: end ", 1);
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A command line cut off by the end of the stream deletes nothing.
+#[test]
+fn eof_inside_a_command_line() {
+    let mut w = world!("eof_inside_a_command_line");
+    let alice = w.user("alice");
+    let name = w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("DELE 1");
+    pop.send_raw(b"QUI");
+    pop.drop_connection();
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), [name].into_iter().collect());
+}
+
+/// A client that stops reading in the middle of a large RETR is dropped once the send has
+/// been stuck for `timeout`, and nothing is deleted.
+#[test]
+fn client_that_stops_reading_is_dropped() {
+    let mut w = world!("client_that_stops_reading_is_dropped");
+    let alice = w.user("alice");
+    w.set("timeout", "1");
+    let names: Vec<String> = [large_message(16 * 1024), small_message(2)]
+        .iter()
+        .map(|m| w.deliver(&alice, m))
+        .collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.send_raw(
+        format!(
+            "USER {}\r\nPASS {}\r\nDELE 2\r\nRETR 1\r\n",
+            alice.name(),
+            alice.password
+        )
+        .as_bytes(),
+    );
+    // Read nothing more, keep the connection open: the server must give up by itself.
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
+    drop(pop);
 }
