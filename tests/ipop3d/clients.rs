@@ -10,8 +10,7 @@ use crate::harness::{crlf, find_tool, large_message, seed_message, small_message
 use crate::harness::{User, World};
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    out
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 fn must(cmd: &mut Command) -> Output {
