@@ -1,7 +1,10 @@
-//! Authentication: APOP and USER/PASS against the store, identical failures, the failure
-//! limit and delay, plaintext policy and CAPA, the disable list, extension logins, the
-//! per-maildrop lock.
+//! Authentication: APOP and USER/PASS against the store; identical failures for wrong
+//! passwords, unknown or odd names, disabled accounts and unsafe store files; the failure limit
+//! and delay; plaintext policy and CAPA; passwords with spaces and UTF-8; malformed APOP; the
+//! disable list (also for extensions, and failing closed when unsafe); extension logins; the
+//! per-maildrop lock; the log.
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use crate::client::pairs;
@@ -71,7 +74,7 @@ fn every_auth_failure_looks_the_same() {
     pop.ok("QUIT");
     // The log names no password.
     server.wait_idle();
-    let log = server.log();
+    let log = server.wait_log_lines("tcpserver: end ", 7);
     for secret in [&alice.password, &bob.password, "wrong-password"] {
         assert!(!log.contains(secret), "secret in the log:\n{log}");
     }
@@ -323,7 +326,7 @@ fn log_lines_one_per_event_without_secrets() {
     pop.expect_closed();
     server.wait_idle();
 
-    let log = server.log();
+    let log = server.wait_log_lines("tcpserver: end ", 2);
     let count = |prefix: &str| log.lines().filter(|l| l.starts_with(prefix)).count();
     assert_eq!(count("ipop3d: login "), 4, "{log}");
     assert_eq!(count("ipop3d: end "), 2, "{log}");
@@ -342,4 +345,207 @@ fn log_lines_one_per_event_without_secrets() {
         .collect();
     // tcpserver prints the raw wait status: exit 1 (too many failures) is 256.
     assert_eq!(statuses, vec!["0", "256"], "{log}");
+}
+
+/// Login names that are not accounts, and accounts whose store file is not safe to use, fail
+/// with the very line a wrong password gets.
+#[test]
+fn odd_names_and_unsafe_store_files_fail_alike() {
+    let mut w = world!("odd_names_and_unsafe_store_files_fail_alike");
+    let alice = w.user("alice");
+    let carol = w.user("carol"); // .apop mode 0644
+    let dave = w.user("dave"); // .apop a symlink to alice's
+    let erin = w.user("erin"); // no .apop
+    let frank = w.user("frank"); // .apop hard-linked (two links)
+    let carol_apop = carol.account.home.join(".apop");
+    std::fs::set_permissions(&carol_apop, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dave_apop = dave.account.home.join(".apop");
+    std::fs::remove_file(&dave_apop).unwrap();
+    std::os::unix::fs::symlink(alice.account.home.join(".apop"), &dave_apop).unwrap();
+    std::fs::remove_file(erin.account.home.join(".apop")).unwrap();
+    let frank_apop = frank.account.home.join(".apop");
+    std::fs::hard_link(&frank_apop, frank.account.home.join("apop-copy")).unwrap();
+    let server = w.serve();
+
+    let canonical = {
+        let mut pop = server.connect();
+        pop.ok(&format!("USER {}", alice.name()));
+        pop.err("PASS wrong-password")
+    };
+    assert!(canonical.starts_with("-ERR [AUTH]"), "{canonical:?}");
+
+    let long = "a".repeat(200); // longer than any account name, within the line limit
+    let cases: Vec<(String, String)> = vec![
+        ("../alice".into(), alice.password.clone()),
+        ("alice/..".into(), alice.password.clone()),
+        ("ALICE".into(), alice.password.clone()),
+        ("alice-".into(), alice.password.clone()),
+        ("alice-nosuchext".into(), alice.password.clone()),
+        ("-alice".into(), alice.password.clone()),
+        ("root".into(), alice.password.clone()),
+        (long, alice.password.clone()),
+        (carol.name().into(), carol.password.clone()),
+        (dave.name().into(), alice.password.clone()),
+        (dave.name().into(), dave.password.clone()),
+        (erin.name().into(), erin.password.clone()),
+        (frank.name().into(), frank.password.clone()),
+    ];
+    for (name, pass) in &cases {
+        // USER/PASS: whichever of the two fails says exactly the canonical line.
+        let mut pop = server.connect();
+        let user = pop.cmd(&format!("USER {name}"));
+        let failure = if user.starts_with("-ERR") {
+            user
+        } else {
+            pop.cmd(&format!("PASS {pass}"))
+        };
+        assert_eq!(failure, canonical, "USER/PASS as {name:?}");
+        pop.ok("QUIT");
+        // APOP.
+        let mut pop = server.connect();
+        let line = pop.apop_line(name, pass);
+        assert_eq!(pop.cmd(&line), canonical, "APOP as {name:?}");
+        pop.ok("QUIT");
+    }
+    // The store files were left as they were.
+    assert!(std::fs::symlink_metadata(&dave_apop)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::metadata(&carol_apop).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+}
+
+/// A store file owned by another uid is not used (root only: it needs a second uid).
+#[test]
+fn store_file_owned_by_another_uid_is_refused_root() {
+    if !crate::harness::have_root("store_file_owned_by_another_uid_is_refused_root") {
+        return;
+    }
+    let mut w = world!("store_file_owned_by_another_uid_is_refused_root");
+    let alice = w.user("alice");
+    let bob = w.user("bob");
+    let apop = alice.account.home.join(".apop");
+    std::os::unix::fs::chown(&apop, Some(bob.account.uid), Some(bob.account.gid)).unwrap();
+    let server = w.serve();
+    let mut pop = server.connect();
+    let line = pop.apop_line(alice.name(), &alice.password);
+    let reply = pop.err(&line);
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply:?}");
+}
+
+#[test]
+fn max_auth_failures_is_configurable() {
+    for (limit, open_after) in [(1u32, 0u32), (5, 4)] {
+        let mut w = world!("max_auth_failures_is_configurable");
+        let alice = w.user("alice");
+        w.set("max_auth_failures", &limit.to_string());
+        let server = w.serve();
+        let mut pop = server.connect();
+        for _ in 0..open_after {
+            let line = pop.apop_line(alice.name(), "wrong-password");
+            pop.err(&line);
+        }
+        // Still open: one more failure is the last.
+        pop.ok("CAPA");
+        pop.multiline();
+        let line = pop.apop_line(alice.name(), "wrong-password");
+        pop.err(&line);
+        pop.expect_closed();
+    }
+}
+
+/// Passwords with inner, leading or trailing spaces and non-ASCII bytes work by PASS (the
+/// whole rest of the line after one space) and by APOP.
+#[test]
+fn passwords_with_spaces_and_utf8() {
+    let mut w = world!("passwords_with_spaces_and_utf8");
+    let alice = w.user("alice");
+    let bob = w.user("bob");
+    let carol = w.user("carol");
+    let spaced = "correct horse  battery staple";
+    let unicode = "pässwörd-ünïcödé-密码";
+    let padded = " leading and trailing spaces ";
+    w.set_secret(&alice, None, spaced);
+    w.set_secret(&bob, None, unicode);
+    w.set_secret(&carol, None, padded);
+    let server = w.serve();
+    for (user, secret) in [(&alice, spaced), (&bob, unicode), (&carol, padded)] {
+        let mut pop = server.connect();
+        pop.login(user.name(), secret);
+        pop.ok("QUIT");
+        let mut pop = server.connect();
+        pop.apop(user.name(), secret);
+        pop.ok("QUIT");
+    }
+    let mut pop = server.connect();
+    pop.ok(&format!("USER {}", alice.name()));
+    pop.err("PASS correct horse battery staple"); // one space fewer
+}
+
+/// APOP lines with a malformed digest or missing arguments fail, the session goes on.
+#[test]
+fn malformed_apop() {
+    let mut w = world!("malformed_apop");
+    let alice = w.user("alice");
+    w.set("max_auth_failures", "100");
+    let server = w.serve();
+    let mut pop = server.connect();
+    let good = pop.apop_line(alice.name(), &alice.password);
+    let digest = good.rsplit_once(' ').unwrap().1.to_string();
+    for line in [
+        "APOP".to_string(),
+        format!("APOP {}", alice.name()),
+        format!("APOP {} {}", alice.name(), &digest[..31]),
+        format!("APOP {} {}0", alice.name(), digest),
+        format!("APOP {} {}", alice.name(), "zz".repeat(16)),
+        format!("APOP {} {} extra", alice.name(), digest),
+        format!("APOP  {}", digest),
+    ] {
+        pop.err(&line);
+        pop.ok("CAPA");
+        pop.multiline();
+    }
+    pop.ok(&good);
+    pop.ok("QUIT");
+}
+
+/// Disabling an account also disables its extension addresses.
+#[test]
+fn disabled_account_extensions_fail_too() {
+    let mut w = world!("disabled_account_extensions_fail_too");
+    let alice = w.user("alice");
+    let home = alice.account.home.clone();
+    w.write_as(
+        &alice.account,
+        &home.join(".qmail-same"),
+        b"./Maildir/\n",
+        0o644,
+    );
+    w.set_secret(&alice, Some("same"), "pw-alice-same-secret");
+    w.disable(&alice);
+    let server = w.serve();
+    let mut pop = server.connect();
+    let canonical = pop.err(&pop.apop_line(alice.name(), &alice.password));
+    assert!(canonical.starts_with("-ERR [AUTH]"), "{canonical:?}");
+    assert_eq!(
+        pop.cmd(&pop.apop_line("alice-same", "pw-alice-same-secret")),
+        canonical
+    );
+}
+
+/// A disable list anyone may write is not trusted: every login fails (closed, not open).
+#[test]
+fn unsafe_disable_list_fails_closed() {
+    let mut w = world!("unsafe_disable_list_fails_closed");
+    let alice = w.user("alice");
+    let bob = w.user("bob");
+    w.disable(&bob);
+    std::fs::set_permissions(w.disabled_path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let server = w.serve();
+    let mut pop = server.connect();
+    let reply = pop.cmd(&pop.apop_line(alice.name(), &alice.password));
+    assert!(reply.starts_with("-ERR"), "{reply:?}");
 }

@@ -1,8 +1,10 @@
-//! Bad input: every malformed, misplaced or out-of-range command gets `-ERR` and the session
-//! lives on; nothing panics (the harness fails any test whose server log says "panicked").
+//! Bad input and bad clients: every malformed, misplaced or out-of-range command gets `-ERR`
+//! and the session lives on; messages removed or renamed behind the server's back; clients
+//! that vanish, half-close or stop reading. Nothing panics (the harness fails any test whose
+//! server log says "panicked") and nothing is deleted without QUIT.
 
 use crate::client::Pop;
-use crate::harness::{retr_wire, small_message, uniques};
+use crate::harness::{large_message, retr_wire, small_message, uniques};
 
 /// Sends `bytes` (a whole command line with its CRLF) and expects exactly one `-ERR` line,
 /// then shows the session is alive with `alive` (CAPA before login, NOOP after).
@@ -224,4 +226,138 @@ fn message_renamed_meanwhile() {
         uniques(&alice.maildir()),
         [names[1].clone()].into_iter().collect()
     );
+}
+
+/// Clients that connect and vanish at once (before or during the greeting) harm nothing.
+#[test]
+fn connections_closed_at_once() {
+    let mut w = world!("connections_closed_at_once");
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    for _ in 0..20 {
+        let s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        drop(s);
+    }
+    server.wait_idle();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("QUIT");
+}
+
+/// A scripted client (`printf ... | nc`) sends everything and half-closes: every command that
+/// arrived before the end of input is carried out, QUIT's deletions included.
+#[test]
+fn commands_before_end_of_input_are_honoured() {
+    let mut w = world!("commands_before_end_of_input_are_honoured");
+    let alice = w.user("alice");
+    let names: Vec<String> = (1..=2)
+        .map(|n| w.deliver(&alice, &small_message(n)))
+        .collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.send_raw(
+        format!(
+            "USER {}\r\nPASS {}\r\nDELE 1\r\nQUIT\r\n",
+            alice.name(),
+            alice.password
+        )
+        .as_bytes(),
+    );
+    pop.finish_sending();
+    for command in ["USER", "PASS", "DELE", "QUIT"] {
+        let reply = pop.line();
+        assert!(reply.starts_with("+OK"), "{command}: {reply:?}");
+    }
+    pop.expect_closed();
+    server.wait_idle();
+    assert_eq!(
+        uniques(&alice.maildir()),
+        [names[1].clone()].into_iter().collect()
+    );
+}
+
+/// RFC 2449's limit: a command line of 255 octets with its CRLF is a command; 256 is not.
+#[test]
+fn line_length_limit_is_255_octets_with_crlf() {
+    let mut w = world!("line_length_limit_is_255_octets_with_crlf");
+    let alice = w.user("alice");
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let at_limit = format!("NOOP{}\r\n", " ".repeat(255 - 6));
+    assert_eq!(at_limit.len(), 255);
+    pop.send_raw(at_limit.as_bytes());
+    let reply = pop.line();
+    assert!(reply.starts_with("+OK"), "255 octets: {reply:?}");
+    refused(
+        &mut pop,
+        format!("NOOP{}\r\n", " ".repeat(256 - 6)).as_bytes(),
+        "NOOP",
+    );
+    pop.ok("QUIT");
+}
+
+/// A client that drops the connection in the middle of a large RETR: the server ends quietly
+/// (no panic on the broken pipe) and deletes nothing.
+#[test]
+fn client_vanishes_mid_retr() {
+    let mut w = world!("client_vanishes_mid_retr");
+    let alice = w.user("alice");
+    let big = large_message(4 * 1024);
+    let names: Vec<String> = (0..2).map(|_| w.deliver(&alice, &big)).collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("DELE 2");
+    pop.ok("RETR 1");
+    pop.line();
+    pop.drop_connection();
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
+    let log = server.wait_log_lines("tcpserver: end ", 1);
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A command line cut off by the end of the stream deletes nothing.
+#[test]
+fn eof_inside_a_command_line() {
+    let mut w = world!("eof_inside_a_command_line");
+    let alice = w.user("alice");
+    let name = w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("DELE 1");
+    pop.send_raw(b"QUI");
+    pop.drop_connection();
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), [name].into_iter().collect());
+}
+
+/// A client that stops reading in the middle of a large RETR is dropped once the send has
+/// been stuck for `timeout`, and nothing is deleted.
+#[test]
+fn client_that_stops_reading_is_dropped() {
+    let mut w = world!("client_that_stops_reading_is_dropped");
+    let alice = w.user("alice");
+    w.set("timeout", "1");
+    let names: Vec<String> = [large_message(16 * 1024), small_message(2)]
+        .iter()
+        .map(|m| w.deliver(&alice, m))
+        .collect();
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.send_raw(
+        format!(
+            "USER {}\r\nPASS {}\r\nDELE 2\r\nRETR 1\r\n",
+            alice.name(),
+            alice.password
+        )
+        .as_bytes(),
+    );
+    // Read nothing more, keep the connection open: the server must give up by itself.
+    server.wait_idle();
+    assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
+    drop(pop);
 }

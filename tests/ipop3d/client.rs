@@ -167,6 +167,13 @@ impl Pop {
         );
     }
 
+    /// Says we will send nothing more (a half close), still able to read the replies.
+    pub fn finish_sending(&mut self) {
+        self.writer
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown(Write)");
+    }
+
     /// Closes our side without QUIT (a dropped connection).
     pub fn drop_connection(self) {
         let _ = self.writer.shutdown(std::net::Shutdown::Both);

@@ -10,8 +10,7 @@ use crate::harness::{crlf, find_tool, large_message, seed_message, small_message
 use crate::harness::{User, World};
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    out
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 fn must(cmd: &mut Command) -> Output {
@@ -106,8 +105,16 @@ fn curl_retrieves_and_lists() {
 }
 
 /// Writes a fetchmail setup in `dir` (a temp HOME): rcfile 0600 and an MDA script that puts
-/// each message into its own numbered file in `dir/out`.
-fn fetchmail_setup(dir: &Path, port: u16, proto: &str, user: &User, keep: bool) -> PathBuf {
+/// each message into its own numbered file in `dir/out`. `poll` are fetchmail server options
+/// (such as `uidl`), `options` user options (such as `fetchall keep`).
+fn fetchmail_setup(
+    dir: &Path,
+    port: u16,
+    proto: &str,
+    user: &User,
+    poll: &str,
+    options: &str,
+) -> PathBuf {
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let mda = dir.join("mda.sh");
@@ -122,12 +129,11 @@ fn fetchmail_setup(dir: &Path, port: u16, proto: &str, user: &User, keep: bool) 
         &rc,
         format!(
             "set no syslog\n\
-             poll 127.0.0.1 service {port} protocol {proto} timeout 60\n\
+             poll 127.0.0.1 service {port} protocol {proto} timeout 60 {poll}\n\
              \tuser \"{}\" there with password \"{}\"\n\
-             \toptions fetchall no rewrite sslproto '' {} mda \"sh {} {}\"\n",
+             \toptions no rewrite sslproto '' {options} mda \"sh {} {}\"\n",
             user.name(),
             user.password,
-            if keep { "keep" } else { "no keep" },
             mda.display(),
             out.display()
         ),
@@ -167,37 +173,53 @@ fn strip_fetchmail_received(mail: &[u8]) -> Vec<u8> {
     [&mail[..start], &mail[end..]].concat()
 }
 
+/// Runs fetchmail with the setup in `home` (its exit status is the caller's to judge).
+fn fetchmail(home: &Path, rc: &Path) -> Output {
+    let mut cmd = Command::new(find_tool("fetchmail").unwrap());
+    cmd.env("HOME", home)
+        .env("FETCHMAILHOME", home)
+        .env("LC_ALL", "C")
+        .args(["--nodetach", "--nosyslog", "-v", "--pidfile"])
+        // Root's default pid file is /var/run/fetchmail.pid, shared by parallel tests.
+        .arg(home.join("fetchmail.pid"))
+        .arg("-f")
+        .arg(rc);
+    run(&mut cmd)
+}
+
+/// The files fetchmail's MDA wrote into `home/out`, in delivery order.
+fn fetched(home: &Path) -> Vec<Vec<u8>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(home.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
 fn fetchmail_round(mut w: World, proto: &str) {
     let (alice, msgs, names) = mailbox(&mut w);
     let server = w.serve();
     for keep in [true, false] {
         let home = tempfile::tempdir().unwrap();
-        let rc = fetchmail_setup(home.path(), server.port, proto, &alice, keep);
-        let mut cmd = Command::new(find_tool("fetchmail").unwrap());
-        cmd.env("HOME", home.path())
-            .env("FETCHMAILHOME", home.path())
-            .env("LC_ALL", "C")
-            .args(["--nodetach", "--nosyslog", "-v", "--pidfile"])
-            // Root's default pid file is /var/run/fetchmail.pid, shared by parallel tests.
-            .arg(home.path().join("fetchmail.pid"))
-            .arg("-f")
-            .arg(&rc);
-        let out = must(&mut cmd);
+        let options = if keep {
+            "fetchall keep"
+        } else {
+            "fetchall no keep"
+        };
+        let rc = fetchmail_setup(home.path(), server.port, proto, &alice, "", options);
+        let out = fetchmail(home.path(), &rc);
         let log = text(&out.stderr) + &text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "fetchmail got no mail:\n{log}");
         let login = if proto == "APOP" { "APOP" } else { "USER" };
         assert!(
             log.contains(&format!("POP3> {login} {}", alice.name())),
             "fetchmail did not log in with {login}:\n{log}"
         );
-        let mut got: Vec<PathBuf> = std::fs::read_dir(home.path().join("out"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        got.sort();
+        let got = fetched(home.path());
         assert_eq!(got.len(), msgs.len(), "fetchmail delivered:\n{log}");
-        for (i, (path, m)) in got.iter().zip(&msgs).enumerate() {
-            let mail = std::fs::read(path).unwrap();
-            let body = strip_fetchmail_received(&lf(&mail));
+        for (i, (mail, m)) in got.iter().zip(&msgs).enumerate() {
+            let body = strip_fetchmail_received(&lf(mail));
             assert!(
                 body == *m,
                 "{proto} message {} differs:\n{}\n---\n{log}",
@@ -228,6 +250,40 @@ fn fetchmail_pop3_keep_and_no_keep() {
         world!("fetchmail_pop3_keep_and_no_keep", "fetchmail"),
         "POP3",
     );
+}
+
+/// fetchmail's `uidl` mode keeps mail on the server and remembers UIDLs: a second run fetches
+/// nothing, and after a new delivery only the new message comes.
+#[test]
+fn fetchmail_uidl_fetches_only_new_mail() {
+    let mut w = world!("fetchmail_uidl_fetches_only_new_mail", "fetchmail");
+    let (alice, msgs, _) = mailbox(&mut w);
+    let server = w.serve();
+    let home = tempfile::tempdir().unwrap();
+    let rc = fetchmail_setup(home.path(), server.port, "POP3", &alice, "uidl", "keep");
+
+    let out = fetchmail(home.path(), &rc);
+    let log = text(&out.stderr) + &text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert_eq!(fetched(home.path()).len(), msgs.len(), "{log}");
+
+    let out = fetchmail(home.path(), &rc);
+    let log = text(&out.stderr) + &text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a second run finds no new mail:\n{log}"
+    );
+    assert_eq!(fetched(home.path()).len(), msgs.len(), "{log}");
+
+    let late = small_message(9);
+    w.deliver(&alice, &late);
+    let out = fetchmail(home.path(), &rc);
+    let log = text(&out.stderr) + &text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let got = fetched(home.path());
+    assert_eq!(got.len(), msgs.len() + 1, "only the new message:\n{log}");
+    assert_eq!(strip_fetchmail_received(&lf(got.last().unwrap())), late);
 }
 
 /// Python's poplib: APOP or USER/PASS, STAT, LIST, UIDL, TOP, RETR of every message, DELE 1,

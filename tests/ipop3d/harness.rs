@@ -529,19 +529,58 @@ impl Server {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
+    /// Waits until the log holds at least `n` lines starting with `prefix` (the log is read by
+    /// a thread, and tcpserver logs a session's end only after reaping it); returns the log.
+    pub fn wait_log_lines(&self, prefix: &str, n: usize) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.lines().filter(|l| l.starts_with(prefix)).count() >= n {
+                return log;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "fewer than {n} {prefix:?} lines after {PATIENCE:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Opens a POP3 connection and reads the greeting.
     pub fn connect(&self) -> Pop {
         Pop::connect(self.port)
     }
 
-    /// The pids of the running sessions (tcpserver's children).
+    /// The pids of the running sessions (tcpserver's children), found by scanning /proc for
+    /// processes whose parent is tcpserver (works without CONFIG_PROC_CHILDREN).
     pub fn sessions(&self) -> Vec<u32> {
-        let pid = self.child.id();
-        let text =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        text.split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect()
+        let parent = self.child.id();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+            // A zombie has finished its session; tcpserver reaps it.
+            if ppid == Some(parent) && state != Some("Z") {
+                pids.push(pid);
+            }
+        }
+        pids.sort_unstable();
+        pids
     }
 
     /// Waits until no session is running (every ipop3d has exited).

@@ -12,6 +12,6 @@ mod harness;
 mod auth;
 mod bad_input;
 mod clients;
-mod edge;
+mod maildrop;
 mod privilege;
 mod session;

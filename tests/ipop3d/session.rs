@@ -1,7 +1,8 @@
-//! The POP3 session over a real socket: the seed's telnet dialogue, UPDATE semantics,
-//! pipelining, the idle timeout, UIDL and TOP.
+//! The POP3 session over a real socket: the seed's telnet dialogue, the greeting's timestamp,
+//! UIDL and TOP, UPDATE semantics, QUIT before login, pipelining (also deep, and commands split
+//! across writes), the idle timeout before and after login.
 
-use crate::client::pairs;
+use crate::client::{pairs, Pop};
 use crate::harness::{crlf, large_message, retr_wire, seed_message, small_message, uniques, World};
 
 /// The seed's telnet dialogue, command for command, checking what each reply means.
@@ -337,4 +338,125 @@ fn quit_reports_deletions_that_failed() {
     pop.expect_closed();
     server.wait_idle();
     assert_eq!(uniques(&alice.maildir()), names.iter().cloned().collect());
+}
+
+/// QUIT before login: +OK, the connection closes, the Maildir is untouched (new/ stays new/).
+#[test]
+fn quit_before_login() {
+    let mut w = world!("quit_before_login");
+    let alice = w.user("alice");
+    let name = w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.ok(&format!("USER {}", alice.name()));
+    pop.ok("QUIT");
+    pop.expect_closed();
+    server.wait_idle();
+    let new: Vec<_> = std::fs::read_dir(alice.maildir().join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(new, vec![name]);
+}
+
+/// A command sent one byte per write is one command.
+#[test]
+fn command_split_across_writes() {
+    let mut w = world!("command_split_across_writes");
+    let alice = w.user("alice");
+    let m = small_message(1);
+    w.deliver(&alice, &m);
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    for b in b"RETR 1\r\n" {
+        pop.send_raw(&[*b]);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    pop.line();
+    assert_eq!(pop.multiline_raw(), retr_wire(&m));
+    pop.ok("QUIT");
+}
+
+/// A deep pipeline: thousands of commands and many large RETRs in one write, all answered in
+/// order, while the server's output fills the socket before we read.
+#[test]
+fn deep_pipeline() {
+    let mut w = world!("deep_pipeline");
+    let alice = w.user("alice");
+    let big = large_message(256);
+    w.deliver(&alice, &big);
+    let server = w.serve();
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    let mut batch = String::new();
+    for i in 0..3000 {
+        batch.push_str(if i % 100 == 0 {
+            "RETR 1\r\n"
+        } else {
+            "NOOP\r\n"
+        });
+    }
+    batch.push_str("STAT\r\n");
+    pop.send_raw(batch.as_bytes());
+    let wire = retr_wire(&big);
+    for i in 0..3000 {
+        let reply = pop.line();
+        assert!(reply.starts_with("+OK"), "reply {i}: {reply:?}");
+        if i % 100 == 0 {
+            assert!(pop.multiline_raw() == wire, "RETR {i} differs");
+        }
+    }
+    assert_eq!(pop.line(), format!("+OK 1 {}", crlf(&big).len()));
+    pop.ok("QUIT");
+}
+
+/// The idle timeout also ends a session that never logged in.
+#[test]
+fn idle_timeout_before_login() {
+    let mut w = world!("idle_timeout_before_login");
+    w.user("alice");
+    w.set("timeout", "1");
+    let server = w.serve();
+    let mut pop: Pop = server.connect();
+    let last = pop.try_line().expect("a goodbye line");
+    assert!(last.starts_with("-ERR"), "{last:?}");
+    pop.expect_closed();
+}
+
+/// Without `hostname` in the config, the timestamp's host is tcpserver's `TCPLOCALHOST`.
+#[test]
+fn timestamp_host_from_tcplocalhost() {
+    let mut w = world!("timestamp_host_from_tcplocalhost");
+    w.user("alice");
+    let server = w.serve_tcpserver_opts(&["-l", "pop.tcplocal.test"]);
+    let pop = server.connect();
+    assert!(
+        pop.timestamp().ends_with("@pop.tcplocal.test>"),
+        "{}",
+        pop.greeting
+    );
+}
+
+/// A `TCPLOCALHOST` that is not a host name (here with `>` and a space) never makes a
+/// malformed timestamp: the greeting still ends in one well-formed `<pid.nanos@host>`.
+#[test]
+fn bad_tcplocalhost_keeps_the_timestamp_well_formed() {
+    let mut w = world!("bad_tcplocalhost_keeps_the_timestamp_well_formed");
+    let alice = w.user("alice");
+    let server = w.serve_tcpserver_opts(&["-l", "evil> host"]);
+    let mut pop = server.connect();
+    assert!(pop.greeting.ends_with('>'), "{}", pop.greeting);
+    assert_eq!(pop.greeting.matches('<').count(), 1, "{}", pop.greeting);
+    let ts = pop.timestamp().to_string();
+    let (_, host) = ts[1..ts.len() - 1].split_once('@').unwrap();
+    assert!(
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+        "{ts}"
+    );
+    pop.apop(alice.name(), &alice.password);
+    pop.ok("QUIT");
 }
