@@ -319,6 +319,7 @@ fn run() -> Result<ExitCode> {
     } else {
         PathBuf::new()
     };
+    let load_before = loadavg();
     let root = nix::unistd::geteuid().is_root();
     let mut skipped = Vec::new();
     let apoppasswd = if knobs.wants('e') && root {
@@ -464,7 +465,12 @@ fn run() -> Result<ExitCode> {
     }
     drop(sites);
 
-    let header = header(&w);
+    let mut header = header(&w);
+    header.push_str(&format!(
+        "Load average (1, 5, 15 min) at the start: {load_before}; at the end: {} (other work on \
+         the machine inflates the spreads).\n",
+        loadavg()
+    ));
     let report = w.results.report(&sized_rows(&w.knobs), &header);
     println!("{report}");
     let out = w.knobs.data_dir.join("last-report.md");
@@ -1079,6 +1085,17 @@ fn wait4(pid: u32) -> Result<(i32, i64)> {
         128 + libc::WTERMSIG(status)
     };
     Ok((code, usage.ru_maxrss))
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|t| {
+            t.split_ascii_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 fn header(w: &World) -> String {
