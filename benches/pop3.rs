@@ -7,20 +7,32 @@
 //! nothing: a missing tool is named with its Debian package and the bench exits non-zero.
 //!
 //! Scenarios (BENCH_ONLY=a,b,c,d,e picks some; d needs a or c and is added with them):
-//! - a: APOP login + STAT + LIST + UIDL + QUIT on 100,000 messages, first session on a fresh
-//!   copy and second session; also one such session on 1,000 messages.
-//! - b: sessions per second (connect, login, STAT, QUIT), USER/PASS and APOP, 1 and 8
-//!   concurrent clients, each client its own mailbox of 1,000 messages, for a fixed duration.
-//! - c: RETR of one 50 MB message, MB/s, every octet checked against the file.
-//! - d: peak RSS (VmHWM) of the process serving the session, read just before QUIT, in a and c.
-//! - e: wall time and peak RSS of `apoppasswd --batch` provisioning 10,000 accounts.
+//! - a: APOP login + STAT + LIST + UIDL + QUIT on 100,000 messages: first session on a fresh
+//!   copy with the messages in cur/, the second session on that copy, and a first session on
+//!   a fresh copy with the messages in new/ (as qmail delivers them); also one such session on
+//!   1,000 messages. Every LIST size and the STAT total are checked against the files.
+//! - b: sessions per second (connect, login, STAT, QUIT, server closes), USER/PASS and APOP,
+//!   1 and 8 concurrent clients, each client its own mailbox of 1,000 messages (both servers
+//!   lock a maildrop for the session), back to back for BENCH_SECONDS.
+//! - c: RETR of one 50 MB message, MB/s, every octet checked against the file as it arrives.
+//! - d: peak RSS (VmHWM) of the process serving the session (tcpserver's ipop3d child,
+//!   Dovecot's `pop3` process), read just before QUIT, in a and c; also its RssAnon then
+//!   (VmHWM counts the shared library pages too, the same in every process).
+//! - e: wall time and peak RSS (wait4) of `apoppasswd --batch` setting 10,000 accounts' secrets
+//!   (fresh homes each run; root only). Run first, while the bench process is small.
+//!
+//! Before each timed first session and before (e) the bench calls sync(), so a server's first
+//! fsync does not pay for the bench's own set-up writes. Message files are hard links to the
+//! pristine set (BENCH_COPY=1 copies them): renames and unlinks by a server never reach it.
 //!
 //! Knobs: BENCH_RUNS (3), BENCH_QUICK=1 (small sizes, for a smoke run), BENCH_ONLY,
 //! BENCH_SECONDS (duration of each b measurement, 3), BENCH_SEED (1), BENCH_DATA_DIR
 //! (default target/bench-data; data sets are kept there and reused), BENCH_COPY=1 (copy
 //! message files instead of hard-linking them), BENCH_DOVECOT_FAST=1 (Dovecot login processes
 //! kept alive, as PEERS.md's "fast-login"), BENCH_NO_D=0 (skip ipop3d without -D),
-//! APOPTOOLS_BIN_DIR (where ipop3d and apoppasswd are; default: the ones cargo built).
+//! BENCH_SERVERS=ipop3d,dovecot (which to run), BENCH_KEEP=1 (keep the work directory),
+//! APOPTOOLS_BIN_DIR (where ipop3d and apoppasswd are; default: the ones cargo built for this
+//! package, found at compile time with option_env!, so the bench builds before they exist).
 
 #[path = "pop3/client.rs"]
 mod client;
