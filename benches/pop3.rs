@@ -7,20 +7,32 @@
 //! nothing: a missing tool is named with its Debian package and the bench exits non-zero.
 //!
 //! Scenarios (BENCH_ONLY=a,b,c,d,e picks some; d needs a or c and is added with them):
-//! - a: APOP login + STAT + LIST + UIDL + QUIT on 100,000 messages, first session on a fresh
-//!   copy and second session; also one such session on 1,000 messages.
-//! - b: sessions per second (connect, login, STAT, QUIT), USER/PASS and APOP, 1 and 8
-//!   concurrent clients, each client its own mailbox of 1,000 messages, for a fixed duration.
-//! - c: RETR of one 50 MB message, MB/s, every octet checked against the file.
-//! - d: peak RSS (VmHWM) of the process serving the session, read just before QUIT, in a and c.
-//! - e: wall time and peak RSS of `apoppasswd --batch` provisioning 10,000 accounts.
+//! - a: APOP login + STAT + LIST + UIDL + QUIT on 100,000 messages: first session on a fresh
+//!   copy with the messages in cur/, the second session on that copy, and a first session on
+//!   a fresh copy with the messages in new/ (as qmail delivers them); also one such session on
+//!   1,000 messages. Every LIST size and the STAT total are checked against the files.
+//! - b: sessions per second (connect, login, STAT, QUIT, server closes), USER/PASS and APOP,
+//!   1 and 8 concurrent clients, each client its own mailbox of 1,000 messages (both servers
+//!   lock a maildrop for the session), back to back for BENCH_SECONDS.
+//! - c: RETR of one 50 MB message, MB/s, every octet checked against the file as it arrives.
+//! - d: peak RSS (VmHWM) of the process serving the session (tcpserver's ipop3d child,
+//!   Dovecot's `pop3` process), read just before QUIT, in a and c; also its RssAnon then
+//!   (VmHWM counts the shared library pages too, the same in every process).
+//! - e: wall time and peak RSS (wait4) of `apoppasswd --batch` setting 10,000 accounts' secrets
+//!   (fresh homes each run; root only). Run first, while the bench process is small.
+//!
+//! Before each timed first session and before (e) the bench calls sync(), so a server's first
+//! fsync does not pay for the bench's own set-up writes. Message files are hard links to the
+//! pristine set (BENCH_COPY=1 copies them): renames and unlinks by a server never reach it.
 //!
 //! Knobs: BENCH_RUNS (3), BENCH_QUICK=1 (small sizes, for a smoke run), BENCH_ONLY,
 //! BENCH_SECONDS (duration of each b measurement, 3), BENCH_SEED (1), BENCH_DATA_DIR
 //! (default target/bench-data; data sets are kept there and reused), BENCH_COPY=1 (copy
 //! message files instead of hard-linking them), BENCH_DOVECOT_FAST=1 (Dovecot login processes
 //! kept alive, as PEERS.md's "fast-login"), BENCH_NO_D=0 (skip ipop3d without -D),
-//! APOPTOOLS_BIN_DIR (where ipop3d and apoppasswd are; default: the ones cargo built).
+//! BENCH_SERVERS=ipop3d,dovecot (which to run), BENCH_KEEP=1 (keep the work directory),
+//! APOPTOOLS_BIN_DIR (where ipop3d and apoppasswd are; default: the ones cargo built for this
+//! package, found at compile time with option_env!, so the bench builds before they exist).
 
 #[path = "pop3/client.rs"]
 mod client;
@@ -319,6 +331,7 @@ fn run() -> Result<ExitCode> {
     } else {
         PathBuf::new()
     };
+    let load_before = loadavg();
     let root = nix::unistd::geteuid().is_root();
     let mut skipped = Vec::new();
     let apoppasswd = if knobs.wants('e') && root {
@@ -464,7 +477,12 @@ fn run() -> Result<ExitCode> {
     }
     drop(sites);
 
-    let header = header(&w);
+    let mut header = header(&w);
+    header.push_str(&format!(
+        "Load average (1, 5, 15 min) at the start: {load_before}; at the end: {} (other work on \
+         the machine inflates the spreads).\n",
+        loadavg()
+    ));
     let report = w.results.report(&sized_rows(&w.knobs), &header);
     println!("{report}");
     let out = w.knobs.data_dir.join("last-report.md");
@@ -709,8 +727,11 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
         let big = w.big.as_ref().expect("set generated");
         let home = site.home(&w.big_user);
         data::install(big, &home, w.owner, w.knobs.fill, Place::New)?;
+        // Flush the copy's metadata first, so a server's first fsync does not pay for it.
+        nix::unistd::sync();
         let first_new = list_session(server(site), &w.big_user, big)?;
         data::install(big, &home, w.owner, w.knobs.fill, Place::Cur)?;
+        nix::unistd::sync();
         let first = list_session(server(site), &w.big_user, big)?;
         let second = list_session(server(site), &w.big_user, big)?;
         let small = list_session(server(site), &w.small_users[0], w.small.as_ref().unwrap())?;
@@ -1017,6 +1038,8 @@ fn batch(w: &World, apoppasswd: &Path) -> Result<(f64, f64)> {
         dir.join("disabled").display()
     );
     data::write_file(&conf, text.as_bytes(), 0o644)?;
+    // Flush the 10,000 new homes first, so apoppasswd's first fsync does not pay for them.
+    nix::unistd::sync();
 
     let t0 = Instant::now();
     let mut child = Command::new(apoppasswd)
@@ -1074,6 +1097,17 @@ fn wait4(pid: u32) -> Result<(i32, i64)> {
         128 + libc::WTERMSIG(status)
     };
     Ok((code, usage.ru_maxrss))
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|t| {
+            t.split_ascii_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 fn header(w: &World) -> String {
