@@ -153,6 +153,10 @@ fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
 /// Removes the marks of `users`: existing accounts, or names that are marked although their
 /// account is gone.
 fn enable(ctx: &Context, users: &[&str]) -> anyhow::Result<ExitCode> {
+    // A name that can never be an account fails before the lock file is created.
+    for user in users {
+        crate::accounts::validate_user(user)?;
+    }
     let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
         for user in users {
             match ctx.accounts.by_name(user) {
