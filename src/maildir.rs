@@ -558,8 +558,8 @@ fn read_cache(path: &Path) -> HashMap<OsString, u64> {
 
 /// The Maildir of `account` (no extension) or of its extension address: for `U-EXT`, the first
 /// maildir delivery line (`./path/` or `/path/`) of `~U/<dotqmail><delimiter>EXT`. Paths with
-/// `..` are refused, and an extension's Maildir must be owned by the account. Call as the
-/// account.
+/// `..` or outside the home are refused, and an extension's Maildir must be owned by the
+/// account. Call as the account.
 pub fn locate(account: &Account, ext: Option<&str>, config: &Config) -> Result<PathBuf> {
     let Some(ext) = ext else {
         return Ok(account.home.join(&config.maildir));
@@ -587,6 +587,14 @@ pub fn locate(account: &Account, ext: Option<&str>, config: &Config) -> Result<P
         });
     }
     let path = account.home.join(target);
+    // An absolute line must stay inside the home too: accounts that share a uid (virtual
+    // users under one mail uid) must not reach each other's mail through a .qmail file.
+    if !path.starts_with(&account.home) {
+        return Err(Error::Unsafe {
+            path: dotqmail,
+            why: Unsafe::Malformed("the maildir is outside the home directory"),
+        });
+    }
     let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
     if meta.uid() != account.uid {
         return Err(Error::Unsafe {

@@ -352,7 +352,6 @@ fn dot_qmail_pointing_outside_the_home_is_not_served_root() {
 /// The same when both accounts carry one uid (virtual mail hosting under one `vmail` uid, or
 /// any non-root run): only the server's own check can refuse the absolute path then.
 #[test]
-#[ignore = "bug: a .qmail-EXT line with an absolute path to another account's Maildir is served when both accounts share a uid (only ./../ is refused)"]
 fn dot_qmail_absolute_path_to_a_same_uid_account_is_not_served() {
     let w = world!("dot_qmail_absolute_path_to_a_same_uid_account_is_not_served");
     outside_maildir_not_served(w, true);
