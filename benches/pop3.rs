@@ -469,7 +469,9 @@ fn run() -> Result<ExitCode> {
     for run in 1..=w.knobs.runs {
         eprintln!("bench: run {run} of {}", w.knobs.runs);
         if any_server {
-            for site in &sites {
+            // Each run starts with the next server, so no server always follows the same one.
+            let n = sites.len();
+            for site in sites.iter().cycle().skip((run - 1) % n).take(n) {
                 measure_site(&mut w, site)
                     .with_context(|| format!("{} (run {run})", stats::SERVERS[site.column]))?;
             }
