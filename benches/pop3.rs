@@ -764,7 +764,7 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
             }
         }
         eprintln!(
-            "bench:   {}: 100k first in new/ {:.0} ms, first {:.0} ms, second {:.0} ms, 1k {:.1} ms",
+            "bench:   {}: big Maildir: first in new/ {:.0} ms, first {:.0} ms, second {:.0} ms; small: {:.1} ms",
             stats::SERVERS[col],
             first_new.wall.as_secs_f64() * 1e3,
             first.wall.as_secs_f64() * 1e3,
