@@ -549,3 +549,25 @@ fn unsafe_disable_list_fails_closed() {
     let reply = pop.cmd(&pop.apop_line(alice.name(), &alice.password));
     assert!(reply.starts_with("-ERR"), "{reply:?}");
 }
+
+/// An extension address can be disabled alone: `alice-lists` fails, `alice` still works.
+#[test]
+fn one_extension_disabled_alone() {
+    let mut w = world!("one_extension_disabled_alone");
+    let alice = w.user("alice");
+    let home = alice.account.home.clone();
+    w.write_as(
+        &alice.account,
+        &home.join(".qmail-lists"),
+        b"./Maildir/\n",
+        0o644,
+    );
+    w.set_secret(&alice, Some("lists"), "pw-alice-lists-secret");
+    w.disable_address("alice-lists");
+    let server = w.serve();
+    let mut pop = server.connect();
+    let reply = pop.cmd(&pop.apop_line("alice-lists", "pw-alice-lists-secret"));
+    assert!(reply.starts_with("-ERR [AUTH]"), "{reply:?}");
+    pop.apop(alice.name(), &alice.password);
+    pop.ok("QUIT");
+}

@@ -259,10 +259,15 @@ impl World {
 
     /// Marks `user` disabled in the world's disable list (through the library's writer).
     pub fn disable(&mut self, user: &User) {
+        self.disable_address(user.name());
+    }
+
+    /// Marks an address (`user` or `user-EXT`) disabled in the world's disable list.
+    pub fn disable_address(&mut self, address: &str) {
         let path = self.disabled_path();
         DisableList::update(&path, Duration::from_secs(10), |list| {
             list.insert(
-                user.name(),
+                address,
                 Mark {
                     since: 0,
                     by: "test".into(),
