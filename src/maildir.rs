@@ -137,7 +137,8 @@ impl Maildrop {
             ..ScanReport::default()
         };
         let mut messages = Vec::new();
-        let mut without_size: Vec<OsString> = Vec::new();
+        // Messages whose names carry no `W=`: sized from the cache or measured, below.
+        let mut unmeasured: Vec<usize> = Vec::new();
         let entries = std::fs::read_dir(&cur).map_err(|e| Error::io(&cur, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&cur, e))?;
@@ -155,7 +156,7 @@ impl Maildrop {
             };
             let size = fields.wire_size;
             if size.is_none() {
-                without_size.push(name.clone());
+                unmeasured.push(messages.len());
             }
             messages.push(Message {
                 delivered: delivery_time(&name),
@@ -165,18 +166,11 @@ impl Maildrop {
                 deleted: false,
             });
         }
-        if !without_size.is_empty() || root.join(SIZE_CACHE).exists() {
-            let sizes = cached_sizes(root, &cur, &without_size, &mut report);
-            for m in messages.iter_mut() {
-                if let Some(&s) = sizes.get(&*m.name) {
-                    m.size = s;
-                }
-            }
+        let cache_path = root.join(SIZE_CACHE);
+        if !unmeasured.is_empty() || cache_path.exists() {
+            fill_sizes(&cache_path, &cur, &mut messages, unmeasured, &mut report);
             // A file that vanished while being measured is not listed.
-            messages.retain(|m| {
-                NameFields::parse(m.name.as_bytes()).wire_size.is_some()
-                    || sizes.contains_key(&*m.name)
-            });
+            messages.retain(|m| m.size != VANISHED);
         }
         messages.sort_unstable_by(|a, b| (a.delivered, &a.name).cmp(&(b.delivered, &b.name)));
         Ok(Maildrop {
@@ -489,71 +483,94 @@ fn move_new(new: &Path, cur: &Path) -> Result<usize> {
     Ok(moved)
 }
 
-/// The sizes of `without_size` (names in `cur/` without `W=`): from the cache, else measured. The
-/// cache is rewritten when it gained or lost entries. Files that vanished are left out.
-fn cached_sizes(
-    root: &Path,
+/// The size given to a message whose file vanished before it could be measured.
+const VANISHED: u64 = u64::MAX;
+
+/// Sizes the messages at `unmeasured` (names in `cur/` without `W=`): from the cache, else by
+/// reading the file (a file that vanished gets [`VANISHED`]). The cache is kept sorted by
+/// name, so this is one merge of two sorted lists: no hashing, no per-entry allocation. It is
+/// rewritten when it gained or lost entries.
+fn fill_sizes(
+    cache_path: &Path,
     cur: &Path,
-    without_size: &[OsString],
+    messages: &mut [Message],
+    mut unmeasured: Vec<usize>,
     report: &mut ScanReport,
-) -> HashMap<OsString, u64> {
-    let cache_path = root.join(SIZE_CACHE);
-    let cache = read_cache(&cache_path);
-    let mut sizes = HashMap::with_capacity(without_size.len());
-    let mut used = 0;
-    for name in without_size {
-        if let Some(&s) = cache.get(name) {
-            sizes.insert(name.clone(), s);
+) {
+    unmeasured.sort_unstable_by(|&a, &b| messages[a].name.cmp(&messages[b].name));
+    let cache = read_cache(cache_path);
+    let mut entries = cache_entries(&cache).peekable();
+    let (mut used, mut stale) = (0usize, false);
+    for &i in &unmeasured {
+        let name = messages[i].name.as_bytes();
+        // Entries for names no longer in cur/ are passed over (and dropped at the rewrite).
+        while entries.next_if(|(n, _)| *n < name).is_some() {
+            stale = true;
+        }
+        if let Some((_, size)) = entries.next_if(|(n, _)| *n == name) {
+            messages[i].size = size;
             used += 1;
             continue;
         }
-        let measured = open_regular(&cur.join(name)).and_then(measure);
-        if let Ok((_, wire)) = measured {
-            sizes.insert(name.clone(), wire);
-            report.measured += 1;
-        }
-    }
-    if report.measured > 0 || used != cache.len() {
-        let mut text = CACHE_HEADER.to_vec();
-        let mut names: Vec<_> = sizes.iter().collect();
-        names.sort();
-        for (name, size) in names {
-            if name.as_bytes().contains(&b'\n') {
-                continue;
+        messages[i].size = match open_regular(&cur.join(&*messages[i].name)).and_then(measure) {
+            Ok((_, wire)) => {
+                report.measured += 1;
+                wire
             }
-            text.extend_from_slice(format!("{size} ").as_bytes());
-            text.extend_from_slice(name.as_bytes());
-            text.push(b'\n');
-        }
-        report.cache_written = atomic::replace(&cache_path, &text, 0o600).is_ok();
+            Err(_) => VANISHED,
+        };
     }
-    sizes
+    stale |= entries.next().is_some();
+    if report.measured == 0 && !stale && used == unmeasured.len() {
+        return;
+    }
+    let mut text = Vec::with_capacity(CACHE_HEADER.len() + unmeasured.len() * 48);
+    text.extend_from_slice(CACHE_HEADER);
+    for &i in &unmeasured {
+        let m = &messages[i];
+        if m.size == VANISHED || m.name.as_bytes().contains(&b'\n') {
+            continue;
+        }
+        push_decimal(&mut text, m.size);
+        text.push(b' ');
+        text.extend_from_slice(m.name.as_bytes());
+        text.push(b'\n');
+    }
+    report.cache_written = atomic::replace(cache_path, &text, 0o600).is_ok();
 }
 
-/// The cache's entries; an unreadable or malformed cache is treated as empty (it is only a
-/// cache: sizes are measured again).
-fn read_cache(path: &Path) -> HashMap<OsString, u64> {
-    let mut map = HashMap::new();
+/// The cache file's bytes; empty when missing, not the account's own regular file, or not in
+/// the expected format (it is only a cache: sizes are measured again).
+fn read_cache(path: &Path) -> Vec<u8> {
     let Ok(Some((file, meta))) = atomic::open_nofollow(path) else {
-        return map;
+        return Vec::new();
     };
     if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
-        return map;
+        return Vec::new();
     }
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_CACHE_LEN) as usize);
     if file.take(MAX_CACHE_LEN).read_to_end(&mut bytes).is_err() || !bytes.starts_with(CACHE_HEADER)
     {
-        return map;
+        return Vec::new();
     }
-    for line in bytes[CACHE_HEADER.len()..].split(|&b| b == b'\n') {
-        let Some(space) = line.iter().position(|&b| b == b' ') else {
-            continue;
-        };
-        if let Some(size) = decimal(&line[..space]) {
-            map.insert(OsString::from_vec(line[space + 1..].to_vec()), size);
-        }
-    }
-    map
+    bytes
+}
+
+/// The `size name` lines of a cache, in file order (malformed lines skipped).
+fn cache_entries(cache: &[u8]) -> impl Iterator<Item = (&[u8], u64)> {
+    cache
+        .get(CACHE_HEADER.len()..)
+        .unwrap_or_default()
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let space = line.iter().position(|&b| b == b' ')?;
+            Some((&line[space + 1..], decimal(&line[..space])?))
+        })
+}
+
+/// Appends `n` in decimal, without the formatting machinery.
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(crate::pop3::decimal(n, &mut [0; 20]));
 }
 
 /// The Maildir of `account` (no extension) or of its extension address: for `U-EXT`, the first
@@ -756,6 +773,33 @@ mod tests {
         let fourth = Maildrop::open(d).unwrap();
         assert_eq!(fourth.report.measured, 1);
         assert_eq!(fourth.stat(), (3, 4 + 102 + 6));
+    }
+
+    #[test]
+    fn unsorted_cache_costs_a_measurement_never_a_wrong_size() {
+        let dir = maildir();
+        let d = dir.path();
+        for (name, body) in [
+            ("1.a:2,", &b"aa\n"[..]),
+            ("2.b:2,", b"b\nb\n"),
+            ("3.c:2,", b"c"),
+        ] {
+            std::fs::write(d.join("cur").join(name), body).unwrap();
+        }
+        // Hand-edited: out of order, one stale entry, one wrong size for a name not present.
+        std::fs::write(
+            d.join(SIZE_CACHE),
+            b"apoptools-sizes 1\n3 3.c:2,\n99 0.gone:2,\n4 1.a:2,\n",
+        )
+        .unwrap();
+        let md = Maildrop::open(d).unwrap();
+        let sizes: Vec<(&str, u64)> = md.messages().iter().map(|m| (m.uid(), m.size)).collect();
+        assert_eq!(sizes, [("1.a", 4), ("2.b", 6), ("3.c", 3)]);
+        assert!(md.report.cache_written);
+        drop(md);
+        let cache = std::fs::read(d.join(SIZE_CACHE)).unwrap();
+        assert_eq!(cache, b"apoptools-sizes 1\n4 1.a:2,\n6 2.b:2,\n3 3.c:2,\n");
+        assert_eq!(Maildrop::open(d).unwrap().report, ScanReport::default());
     }
 
     #[test]
