@@ -383,7 +383,14 @@ mod tests {
         if me == 0 {
             // As root the store is read through seteuid, which would switch every thread of
             // this test process; the integration tests cover those paths as root.
-            eprintln!("SKIPPED (needs non-root): system_auth_reasons store paths");
+            {
+                // Straight to fd 2, past the test runner's capture.
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED (needs non-root): system_auth_reasons store paths"
+                );
+            }
             return;
         }
         assert_eq!(plain("bob", "x"), denied("disabled"));

@@ -50,7 +50,11 @@ pub fn find_tool(tool: &str) -> Option<PathBuf> {
 pub fn have(tools: &[&str], test: &str) -> bool {
     for tool in tools {
         if find_tool(tool).is_none() {
-            eprintln!("SKIPPED (needs {tool}): {test}");
+            {
+                // Straight to fd 2, past the test runner's capture.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "SKIPPED (needs {tool}): {test}");
+            }
             return false;
         }
     }
@@ -79,7 +83,11 @@ macro_rules! world {
 /// Whether the test runs as root; if not, says it is skipped.
 pub fn have_root(test: &str) -> bool {
     if !is_root() {
-        eprintln!("SKIPPED (needs root): {test}");
+        {
+            // Straight to fd 2, past the test runner's capture.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
+        }
     }
     is_root()
 }

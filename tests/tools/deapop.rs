@@ -181,7 +181,14 @@ fn only_root_may_run_deapop() {
 fn deapop_refuses_a_non_root_runner() {
     // As root, only_root_may_run_deapop covers this with a virtual user.
     if crate::harness::is_root() {
-        eprintln!("SKIPPED (needs non-root): deapop_refuses_a_non_root_runner");
+        {
+            // Straight to fd 2, past the test runner's capture.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED (needs non-root): deapop_refuses_a_non_root_runner"
+            );
+        }
         return;
     }
     let world = World::new();
