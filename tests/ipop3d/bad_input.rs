@@ -154,17 +154,7 @@ fn message_removed_meanwhile() {
     let mut pop = server.connect();
     pop.login(alice.name(), &alice.password);
 
-    let cur = alice.maildir().join("cur");
-    let victim = std::fs::read_dir(&cur)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&names[1])
-        })
-        .expect("message 2 is in cur/");
+    let victim = alice.cur_file(&names[1]);
     std::fs::remove_file(victim).unwrap();
 
     pop.err("RETR 2");
@@ -201,20 +191,10 @@ fn message_renamed_meanwhile() {
     let mut pop = server.connect();
     pop.login(alice.name(), &alice.password);
 
-    let cur = alice.maildir().join("cur");
-    let old = std::fs::read_dir(&cur)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&names[0])
-        })
-        .expect("message 1 is in cur/");
+    let old = alice.cur_file(&names[0]);
     let old_name = old.file_name().unwrap().to_string_lossy().into_owned();
     let base = old_name.split(':').next().unwrap();
-    std::fs::rename(&old, cur.join(format!("{base}:2,RS"))).unwrap();
+    std::fs::rename(&old, old.with_file_name(format!("{base}:2,RS"))).unwrap();
 
     pop.ok("RETR 1");
     assert_eq!(pop.multiline_raw(), retr_wire(&msgs[0]));

@@ -115,6 +115,14 @@ impl User {
     pub fn maildir(&self) -> PathBuf {
         self.account.home.join("Maildir")
     }
+    /// The path in `cur/` of the message whose file name starts with `unique`.
+    pub fn cur_file(&self, unique: &str) -> PathBuf {
+        std::fs::read_dir(self.maildir().join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(unique))
+            .unwrap_or_else(|| panic!("{unique} is not in cur/"))
+    }
 }
 
 pub struct World {
