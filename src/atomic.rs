@@ -81,6 +81,16 @@ impl Lock {
 /// Atomically replaces `target` with `contents` (file mode `mode`). The caller holds the lock
 /// that serialises writers of `target`.
 pub fn replace(target: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    replace_with(target, mode, |w| w.write_all(contents))
+}
+
+/// [`replace`], with the contents written by `fill` through a buffered writer (for contents
+/// too large to build in memory first).
+pub fn replace_with(
+    target: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
+) -> Result<()> {
     let (dir, name) = split(target)?;
     remove_stale_temps(dir, name);
     static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -90,13 +100,15 @@ pub fn replace(target: &Path, contents: &[u8], mode: u32) -> Result<()> {
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
-        file.write_all(contents)?;
+        let mut w = io::BufWriter::new(file);
+        fill(&mut w)?;
+        let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
         std::fs::rename(&tmp, target)?;
         Ok(())

@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -488,8 +488,9 @@ const VANISHED: u64 = u64::MAX;
 
 /// Sizes the messages at `unmeasured` (names in `cur/` without `W=`): from the cache, else by
 /// reading the file (a file that vanished gets [`VANISHED`]). The cache is kept sorted by
-/// name, so this is one merge of two sorted lists: no hashing, no per-entry allocation. It is
-/// rewritten when it gained or lost entries.
+/// name and streamed, so this is one merge of two sorted lists: no hashing, no per-entry
+/// allocation, and never the whole cache in memory. It is rewritten (streamed too) when it
+/// gained or lost entries.
 fn fill_sizes(
     cache_path: &Path,
     cur: &Path,
@@ -498,17 +499,18 @@ fn fill_sizes(
     report: &mut ScanReport,
 ) {
     unmeasured.sort_unstable_by(|&a, &b| messages[a].name.cmp(&messages[b].name));
-    let cache = read_cache(cache_path);
-    let mut entries = cache_entries(&cache).peekable();
+    let mut cache = CacheReader::open(cache_path);
     let (mut used, mut stale) = (0usize, false);
     for &i in &unmeasured {
         let name = messages[i].name.as_bytes();
         // Entries for names no longer in cur/ are passed over (and dropped at the rewrite).
-        while entries.next_if(|(n, _)| *n < name).is_some() {
+        while cache.name().is_some_and(|n| n < name) {
+            cache.advance();
             stale = true;
         }
-        if let Some((_, size)) = entries.next_if(|(n, _)| *n == name) {
-            messages[i].size = size;
+        if cache.name() == Some(name) {
+            messages[i].size = cache.size;
+            cache.advance();
             used += 1;
             continue;
         }
@@ -520,52 +522,98 @@ fn fill_sizes(
             Err(_) => VANISHED,
         };
     }
-    stale |= entries.next().is_some();
+    stale |= cache.name().is_some();
+    drop(cache);
     if report.measured == 0 && !stale && used == unmeasured.len() {
         return;
     }
-    let mut text = Vec::with_capacity(CACHE_HEADER.len() + unmeasured.len() * 48);
-    text.extend_from_slice(CACHE_HEADER);
-    for &i in &unmeasured {
-        let m = &messages[i];
-        if m.size == VANISHED || m.name.as_bytes().contains(&b'\n') {
-            continue;
+    let written = atomic::replace_with(cache_path, 0o600, |w| {
+        w.write_all(CACHE_HEADER)?;
+        let mut line = Vec::with_capacity(128);
+        for &i in &unmeasured {
+            let m = &messages[i];
+            if m.size == VANISHED || m.name.as_bytes().contains(&b'\n') {
+                continue;
+            }
+            line.clear();
+            push_decimal(&mut line, m.size);
+            line.push(b' ');
+            line.extend_from_slice(m.name.as_bytes());
+            line.push(b'\n');
+            w.write_all(&line)?;
         }
-        push_decimal(&mut text, m.size);
-        text.push(b' ');
-        text.extend_from_slice(m.name.as_bytes());
-        text.push(b'\n');
-    }
-    report.cache_written = atomic::replace(cache_path, &text, 0o600).is_ok();
+        Ok(())
+    });
+    report.cache_written = written.is_ok();
 }
 
-/// The cache file's bytes; empty when missing, not the account's own regular file, or not in
-/// the expected format (it is only a cache: sizes are measured again).
-fn read_cache(path: &Path) -> Vec<u8> {
-    let Ok(Some((file, meta))) = atomic::open_nofollow(path) else {
-        return Vec::new();
-    };
-    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
-        return Vec::new();
-    }
-    let mut bytes = Vec::with_capacity(meta.len().min(MAX_CACHE_LEN) as usize);
-    if file.take(MAX_CACHE_LEN).read_to_end(&mut bytes).is_err() || !bytes.starts_with(CACHE_HEADER)
-    {
-        return Vec::new();
-    }
-    bytes
+/// The size cache read one `size name` line at a time, in file order. Missing, not the
+/// account's own regular file, or not in the expected format: empty (it is only a cache:
+/// sizes are measured again). Malformed lines are skipped.
+struct CacheReader {
+    reader: Option<io::BufReader<io::Take<File>>>,
+    line: Vec<u8>,
+    /// Where the name starts in `line`, if there is a current entry.
+    name_at: Option<usize>,
+    size: u64,
 }
 
-/// The `size name` lines of a cache, in file order (malformed lines skipped).
-fn cache_entries(cache: &[u8]) -> impl Iterator<Item = (&[u8], u64)> {
-    cache
-        .get(CACHE_HEADER.len()..)
-        .unwrap_or_default()
-        .split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let space = line.iter().position(|&b| b == b' ')?;
-            Some((&line[space + 1..], decimal(&line[..space])?))
-        })
+impl CacheReader {
+    fn open(path: &Path) -> CacheReader {
+        let mut cache = CacheReader {
+            reader: None,
+            line: Vec::with_capacity(128),
+            name_at: None,
+            size: 0,
+        };
+        let Ok(Some((file, meta))) = atomic::open_nofollow(path) else {
+            return cache;
+        };
+        if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+            return cache;
+        }
+        let mut reader = io::BufReader::with_capacity(CHUNK, file.take(MAX_CACHE_LEN));
+        let mut header = Vec::new();
+        if reader.read_until(b'\n', &mut header).is_ok() && header == CACHE_HEADER {
+            cache.reader = Some(reader);
+            cache.advance();
+        }
+        cache
+    }
+
+    /// The current entry's name, `None` at the end.
+    fn name(&self) -> Option<&[u8]> {
+        self.name_at.map(|at| &self.line[at..])
+    }
+
+    /// Moves to the next well-formed entry.
+    fn advance(&mut self) {
+        self.name_at = None;
+        let Some(reader) = self.reader.as_mut() else {
+            return;
+        };
+        loop {
+            self.line.clear();
+            match reader.read_until(b'\n', &mut self.line) {
+                Ok(0) | Err(_) => {
+                    self.reader = None;
+                    return;
+                }
+                Ok(_) => {}
+            }
+            if self.line.last() == Some(&b'\n') {
+                self.line.pop();
+            }
+            let Some(space) = self.line.iter().position(|&b| b == b' ') else {
+                continue;
+            };
+            if let Some(size) = decimal(&self.line[..space]) {
+                self.size = size;
+                self.name_at = Some(space + 1);
+                return;
+            }
+        }
+    }
 }
 
 /// Appends `n` in decimal, without the formatting machinery.
