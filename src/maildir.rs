@@ -427,6 +427,8 @@ fn move_new(new: &Path, cur: &Path) -> Result<usize> {
     let mut moved = 0;
     // Linked into cur/, to unlink from new/ once the links are durable.
     let mut linked = Vec::new();
+    // Whether a rename (no hard links here) still needs its directory fsync.
+    let mut renamed = false;
     let entries = std::fs::read_dir(new).map_err(|e| Error::io(new, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(new, e))?;
@@ -464,23 +466,39 @@ fn move_new(new: &Path, cur: &Path) -> Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             // File systems without hard links: rename, but never over an existing name.
             Err(_) if !to.exists() => match std::fs::rename(&from, &to) {
-                Ok(()) => {}
+                Ok(()) => renamed = true,
                 Err(_) => continue,
             },
             Err(_) => continue,
         }
         moved += 1;
-    }
-    if moved > 0 {
-        // Make the new names durable before the old ones go, so a crash can leave a message
-        // in both places (the next session finishes the move) but never in neither.
-        atomic::sync_dir(cur)?;
-        for from in &linked {
-            // A failed unlink only leaves a duplicate the next session removes.
-            let _ = std::fs::remove_file(from);
+        if linked.len() >= MOVE_BATCH {
+            finish_moves(cur, &mut linked)?;
         }
     }
+    if renamed && linked.is_empty() {
+        atomic::sync_dir(cur)?;
+    }
+    finish_moves(cur, &mut linked)?;
     Ok(moved)
+}
+
+/// Messages linked into `cur/` before their old names in `new/` are unlinked: in batches, so
+/// a 100,000-message `new/` never holds every path in memory.
+const MOVE_BATCH: usize = 4096;
+
+/// Makes the new names durable, then removes the old ones: a crash can leave a message in
+/// both places (the next session finishes the move) but never in neither.
+fn finish_moves(cur: &Path, linked: &mut Vec<PathBuf>) -> Result<()> {
+    if linked.is_empty() {
+        return Ok(());
+    }
+    atomic::sync_dir(cur)?;
+    for from in linked.drain(..) {
+        // A failed unlink only leaves a duplicate the next session removes.
+        let _ = std::fs::remove_file(from);
+    }
+    Ok(())
 }
 
 /// The size given to a message whose file vanished before it could be measured.
@@ -821,6 +839,24 @@ mod tests {
         let fourth = Maildrop::open(d).unwrap();
         assert_eq!(fourth.report.measured, 1);
         assert_eq!(fourth.stat(), (3, 4 + 102 + 6));
+    }
+
+    #[test]
+    fn new_mail_moves_in_batches_and_all_arrives() {
+        let dir = maildir();
+        let d = dir.path();
+        let n = MOVE_BATCH + 5;
+        for i in 0..n {
+            std::fs::write(d.join(format!("new/{}.{i}.h", 1_700_000_000 + i)), b"m\n").unwrap();
+        }
+        let md = Maildrop::open(d).unwrap();
+        assert_eq!(md.report.moved, n);
+        assert_eq!(md.stat(), (n, 3 * n as u64));
+        assert!(names(d, "new").is_empty());
+        assert_eq!(
+            md.messages()[n - 1].uid(),
+            format!("{}.{}.h", 1_700_000_000 + n - 1, n - 1)
+        );
     }
 
     #[test]
