@@ -194,7 +194,7 @@ impl Knobs {
                 Fill::HardLink
             },
             dovecot_fast: var("BENCH_DOVECOT_FAST").is_some_and(|v| v != "0"),
-            no_d: var("BENCH_NO_D").map_or(true, |v| v != "0"),
+            no_d: var("BENCH_NO_D").is_none_or(|v| v != "0"),
             servers: match var("BENCH_SERVERS") {
                 Some(v) => v
                     .split(',')
@@ -497,7 +497,7 @@ fn run() -> Result<ExitCode> {
 /// The rows with their labels' sizes ("100k", "1k", "50 MB", "10k") as actually run.
 fn sized_rows(k: &Knobs) -> Vec<Row> {
     let count = |n: usize| {
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             format!("{}k", n / 1000)
         } else {
             n.to_string()

@@ -1140,7 +1140,7 @@ mod tests {
             for _ in 0..rng.below(20) {
                 match rng.below(10) {
                     0 => input.extend((0..rng.below(600)).map(|_| rng.next() as u8)),
-                    1 => input.extend(std::iter::repeat(b'A').take(rng.below(400) as usize)),
+                    1 => input.extend(std::iter::repeat_n(b'A', rng.below(400) as usize)),
                     _ => {
                         let w = words[rng.below(words.len() as u64) as usize];
                         input.extend_from_slice(w);

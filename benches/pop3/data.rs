@@ -420,11 +420,11 @@ fn fit_exactly(m: &mut Vec<u8>, bytes: usize) {
     }
     while m.len() < bytes {
         let room = bytes - m.len();
-        if room >= 3 && m.len() % 7 == 0 {
+        if room >= 3 && m.len().is_multiple_of(7) {
             m.extend_from_slice(b".\n");
         } else {
             let take = room.min(72);
-            m.extend(std::iter::repeat(b'x').take(take - 1));
+            m.extend(std::iter::repeat_n(b'x', take - 1));
             m.push(b'\n');
         }
     }

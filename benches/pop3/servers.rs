@@ -113,7 +113,7 @@ impl Server {
         let mut best: Option<(u64, u32)> = None;
         for p in children(parent) {
             let live = p.state != 'Z' && p.state != 'X';
-            if p.comm == self.serving_comm && live && best.map_or(true, |(t, _)| p.start > t) {
+            if p.comm == self.serving_comm && live && best.is_none_or(|(t, _)| p.start > t) {
                 best = Some((p.start, p.pid));
             }
         }

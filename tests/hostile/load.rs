@@ -20,7 +20,7 @@ fn thousand_sessions_forty_at_a_time_memory_flat() {
         let user = w.user(&format!("load{i:04}"));
         let mut m = small_message(i as u32);
         // Sizes differ from account to account, so a mixed-up maildrop shows.
-        m.extend(std::iter::repeat(b'z').take(i % 97));
+        m.extend(std::iter::repeat_n(b'z', i % 97));
         m.push(b'\n');
         w.deliver(&user, &m);
         users.push(user);
@@ -68,7 +68,7 @@ fn thousand_sessions_forty_at_a_time_memory_flat() {
                     }
                     let (user, m) = (&users[i], &messages[i]);
                     let mut pop = server.connect();
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         pop.apop(user.name(), &user.password);
                     } else {
                         pop.login(user.name(), &user.password);

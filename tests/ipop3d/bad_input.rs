@@ -29,10 +29,10 @@ fn refused(pop: &mut Pop, bytes: &[u8], alive: &str) {
 
 fn garbage_lines() -> Vec<Vec<u8>> {
     let mut long = b"NOOP ".to_vec();
-    long.extend(std::iter::repeat(b'a').take(300));
+    long.extend(std::iter::repeat_n(b'a', 300));
     long.extend_from_slice(b"\r\n");
     let mut longer = b"LIST ".to_vec();
-    longer.extend(std::iter::repeat(b'9').take(100_000));
+    longer.extend(std::iter::repeat_n(b'9', 100_000));
     longer.extend_from_slice(b"\r\n");
     vec![
         long,

@@ -238,7 +238,7 @@ fn dot_stuffing_across_chunk_boundaries() {
     for (eol, pads) in [("\n", 2..=4), ("\r\n", 3..=6)] {
         for pad in pads {
             let mut m = format!("Subject: dots{eol}{eol}").into_bytes();
-            m.extend(std::iter::repeat(b'p').take(pad - eol.len()));
+            m.extend(std::iter::repeat_n(b'p', pad - eol.len()));
             m.extend_from_slice(eol.as_bytes());
             while m.len() < 200 * 1024 {
                 m.extend_from_slice(format!(".x{eol}").as_bytes());
