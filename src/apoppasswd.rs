@@ -23,6 +23,20 @@ use crate::error::{exit, exit_code, Error, Result};
 use crate::store::{self, Secret, MAX_SECRET_LEN};
 
 const TOOL: &str = "apoppasswd";
+/// The exit statuses this tool can return (--help and the man page list these).
+pub const EXIT_CODES: &[u8] = &[
+    exit::OK,
+    exit::MISMATCH,
+    exit::USAGE,
+    exit::DENIED,
+    exit::NO_USER,
+    exit::UNSAFE,
+    exit::BUSY,
+    exit::POLICY,
+    exit::CONFIG,
+    exit::NO_SECRET,
+    exit::SYSTEM,
+];
 /// The seed's success line.
 const UPDATED: &str = "Updated APOP password successfully.";
 /// Letters and digits a reader cannot confuse (no 0/O, 1/l/I).
@@ -52,20 +66,7 @@ pub fn command() -> Command {
              bad, each bad line is reported by number, never with its password, and nothing is \
              written.",
         )
-        .after_help(
-            "Exit status:\n  \
-             0   success (--check: the password matches)\n  \
-             1   --check: the password does not match, or none is set\n  \
-             2   bad command line\n  \
-             3   not permitted (another user's account without root, or a disabled account)\n  \
-             4   unknown user or bad user/extension name\n  \
-             5   unsafe store or lock file (symbolic link, hard link, wrong owner or mode, ...)\n  \
-             6   the store is locked by another writer\n  \
-             7   password rejected (policy, the two entries differ, bad --batch input)\n  \
-             8   configuration error\n  \
-             9   no password is set (--status, --delete)\n  \
-             10  system error",
-        )
+        .after_help(crate::error::exit_status_help(EXIT_CODES))
         .arg(
             Arg::new("config")
                 .long("config")

@@ -13,10 +13,21 @@ use clap::{value_parser, Arg, ArgAction, Command};
 use crate::accounts::Account;
 use crate::cli::{self, Context};
 use crate::disable::{DisableList, Mark};
-use crate::error::{exit_code, Error, Result};
+use crate::error::{exit, exit_code, Error, Result};
 use crate::store;
 
 const TOOL: &str = "deapop";
+/// The exit statuses this tool can return (--help and the man page list these).
+pub const EXIT_CODES: &[u8] = &[
+    exit::OK,
+    exit::USAGE,
+    exit::DENIED,
+    exit::NO_USER,
+    exit::UNSAFE,
+    exit::BUSY,
+    exit::CONFIG,
+    exit::SYSTEM,
+];
 
 /// The command line (it also feeds the man page and the shell completions).
 pub fn command() -> Command {
@@ -34,17 +45,7 @@ pub fn command() -> Command {
              Every USER must be an existing account; if one is not, nothing is changed for any \
              of them. Only root may run deapop.",
         )
-        .after_help(
-            "Exit status:\n  \
-             0   success\n  \
-             2   bad command line\n  \
-             3   not permitted (not root)\n  \
-             4   unknown user or bad user name\n  \
-             5   unsafe disable list, lock or store file\n  \
-             6   the disable list or a store is locked by another writer\n  \
-             8   configuration error\n  \
-             10  system error",
-        )
+        .after_help(crate::error::exit_status_help(EXIT_CODES))
         .arg(
             Arg::new("config")
                 .long("config")

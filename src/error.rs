@@ -69,6 +69,16 @@ pub const EXIT_STATUSES: &[(u8, &str)] = &[
     (exit::SYSTEM, "any other system error (I/O, disk full, ...)"),
 ];
 
+/// The "Exit status:" block of a tool's --help, for the statuses in `codes`, from the same
+/// table as the man pages.
+pub fn exit_status_help(codes: &[u8]) -> String {
+    let mut out = String::from("Exit status:");
+    for (code, meaning) in EXIT_STATUSES.iter().filter(|(c, _)| codes.contains(c)) {
+        out.push_str(&format!("\n  {code:<3} {meaning}"));
+    }
+    out
+}
+
 /// Why a store file, lock file or list was refused. Shown to admins, never to POP clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsafe {

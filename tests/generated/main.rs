@@ -86,7 +86,7 @@ fn apoppasswd_page() -> String {
     );
     let extra = section("FILES", &files)
         + &section("FILE FORMAT", &format)
-        + &exit_statuses(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        + &exit_statuses(apoptools::apoppasswd::EXIT_CODES)
         + &section("SECURITY", &security)
         + &section("SEE ALSO", SEE_ALSO);
     man_page(apoptools::apoppasswd::command(), "1", &extra)
@@ -101,7 +101,7 @@ fn deapop_page() -> String {
         "Only root may run deapop. The disable list lives where users cannot write, so a user cannot lift a mark; ipop3d and apoppasswd consult it. --purge erases ~/.apop and every ~/.apop-* acting as the account, so links planted in the home cannot redirect the removal.",
     );
     let extra = section("FILES", &files)
-        + &exit_statuses(&[0, 2, 3, 4, 5, 6, 8, 10])
+        + &exit_statuses(apoptools::deapop::EXIT_CODES)
         + &section("SECURITY", &security)
         + &section("SEE ALSO", SEE_ALSO);
     man_page(apoptools::deapop::command(), "8", &extra)
