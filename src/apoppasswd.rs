@@ -66,7 +66,9 @@ pub fn command() -> Command {
              bad, each bad line is reported by number, never with its password, and nothing is \
              written.",
         )
-        .after_help(crate::error::exit_status_help(EXIT_CODES))
+        .after_help(crate::error::exit_status_help(
+            &crate::error::exit_statuses(EXIT_CODES),
+        ))
         .arg(
             Arg::new("config")
                 .long("config")

@@ -45,7 +45,9 @@ pub fn command() -> Command {
              Every USER must be an existing account; if one is not, nothing is changed for any \
              of them. Only root may run deapop.",
         )
-        .after_help(crate::error::exit_status_help(EXIT_CODES))
+        .after_help(crate::error::exit_status_help(
+            &crate::error::exit_statuses(EXIT_CODES),
+        ))
         .arg(
             Arg::new("config")
                 .long("config")

@@ -69,11 +69,19 @@ pub const EXIT_STATUSES: &[(u8, &str)] = &[
     (exit::SYSTEM, "any other system error (I/O, disk full, ...)"),
 ];
 
-/// The "Exit status:" block of a tool's --help, for the statuses in `codes`, from the same
-/// table as the man pages.
-pub fn exit_status_help(codes: &[u8]) -> String {
+/// The rows of [`EXIT_STATUSES`] for the statuses in `codes`.
+pub fn exit_statuses(codes: &[u8]) -> Vec<(u8, &'static str)> {
+    EXIT_STATUSES
+        .iter()
+        .filter(|(c, _)| codes.contains(c))
+        .copied()
+        .collect()
+}
+
+/// The "Exit status:" block of a tool's --help; the man pages render the same rows.
+pub fn exit_status_help(rows: &[(u8, &str)]) -> String {
     let mut out = String::from("Exit status:");
-    for (code, meaning) in EXIT_STATUSES.iter().filter(|(c, _)| codes.contains(c)) {
+    for (code, meaning) in rows {
         out.push_str(&format!("\n  {code:<3} {meaning}"));
     }
     out

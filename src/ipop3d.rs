@@ -38,6 +38,24 @@ use crate::store;
 /// The session ended in an error (too many failed logins, mailbox unavailable, I/O).
 pub const EXIT_SESSION_ERROR: u8 = 1;
 
+/// ipop3d's exit statuses (--help and the man page list these).
+pub const EXIT_STATUSES: &[(u8, &str)] = &[
+    (
+        exit::OK,
+        "the session ended: QUIT, the client closed the connection, or the idle timeout",
+    ),
+    (
+        EXIT_SESSION_ERROR,
+        "the session ended on an error: too many failed logins, mailbox unavailable, I/O error",
+    ),
+    (exit::USAGE, "bad command line"),
+    (exit::CONFIG, "the configuration file is missing or wrong"),
+    (
+        exit::SYSTEM,
+        "any other system error before the session (account database unreadable)",
+    ),
+];
+
 /// The command line (also the source of the man page).
 pub fn command() -> clap::Command {
     clap::Command::new("ipop3d")
@@ -61,14 +79,8 @@ pub fn command() -> clap::Command {
              REMOTE_ADDR (client address for the log). Log lines go to standard error, one \
              per event.",
         )
-        .after_help(
-            "Exit status:\n  \
-             0   the session ended (QUIT, the client closed the connection, or idle timeout)\n  \
-             1   the session ended on an error (too many failed logins, mailbox unavailable, \
-             I/O error)\n  \
-             2   bad command line\n  \
-             8   the configuration file is missing or wrong\n  \
-             10  any other system error before the session (account database unreadable)\n\n\
+        .after_help(format!(
+            "{}\n\n\
              Files:\n  \
              /etc/apoptools.conf       the configuration (apoptools.conf(5))\n  \
              ~/.apop, ~/.apop-EXT      the mail-only secrets (apoppasswd(1))\n  \
@@ -82,7 +94,8 @@ pub fn command() -> clap::Command {
              Example (the seed's start script):\n  \
              env - INTRANET=1 PATH=/usr/local/bin:/usr/bin:/bin \\\n    \
              tcpserver -vR -c40 0 pop3 ipop3d 2>&1 | splogger ipop3d",
-        )
+            crate::error::exit_status_help(EXIT_STATUSES)
+        ))
         .arg(
             Arg::new("config")
                 .long("config")
