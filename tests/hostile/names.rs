@@ -137,7 +137,7 @@ fn hostile_login_names_fail_like_unknown_users() {
 #[test]
 fn hostile_login_names_open_nothing_outside() {
     let test = "hostile_login_names_open_nothing_outside";
-    if !crate::tool_or_skip("strace", test) {
+    if !crate::need_programs(&["strace"], test) {
         return;
     }
     let mut w = crate::harness::World::new();
@@ -209,7 +209,7 @@ fn hostile_login_names_open_nothing_outside() {
 /// message naming the problem, nothing written anywhere in the world.
 #[test]
 fn hostile_names_on_tool_command_lines_root() {
-    if !crate::root_or_skip("hostile_names_on_tool_command_lines_root") {
+    if !crate::need_root("hostile_names_on_tool_command_lines_root") {
         return;
     }
     let mut world = crate::tools_harness::World::new();
@@ -321,7 +321,7 @@ fn hostile_names_on_tool_command_lines_root() {
 /// disable list's directory and lock file are created.
 #[test]
 fn deapop_enable_with_a_bad_name_writes_nothing_root() {
-    if !crate::root_or_skip("deapop_enable_with_a_bad_name_writes_nothing_root") {
+    if !crate::need_root("deapop_enable_with_a_bad_name_writes_nothing_root") {
         return;
     }
     let mut world = crate::tools_harness::World::new();
@@ -342,7 +342,7 @@ fn deapop_enable_with_a_bad_name_writes_nothing_root() {
 #[test]
 fn dot_qmail_pointing_outside_the_home_is_not_served_root() {
     let test = "dot_qmail_pointing_outside_the_home_is_not_served_root";
-    if !crate::root_or_skip(test) {
+    if !crate::need_root(test) {
         return;
     }
     let w = world!("dot_qmail_pointing_outside_the_home_is_not_served_root");

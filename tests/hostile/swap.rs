@@ -28,7 +28,7 @@ enum Planted {
 #[test]
 fn store_file_swapped_between_check_and_open_root() {
     let test = "store_file_swapped_between_check_and_open_root";
-    if !crate::root_or_skip(test) {
+    if !crate::need_root(test) {
         return;
     }
     let mut w = world!("store_file_swapped_between_check_and_open_root");

@@ -12,7 +12,7 @@ const UPDATES: usize = 20;
 
 #[test]
 fn fifty_writers_twenty_updates_deapop_racing_root() {
-    if !crate::root_or_skip("fifty_writers_twenty_updates_deapop_racing_root") {
+    if !crate::need_root("fifty_writers_twenty_updates_deapop_racing_root") {
         return;
     }
     let mut world = World::new();

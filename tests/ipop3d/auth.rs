@@ -74,7 +74,7 @@ fn every_auth_failure_looks_the_same() {
     pop.ok("QUIT");
     // The log names no password.
     server.wait_idle();
-    let log = server.wait_log_lines("tcpserver: end ", 7);
+    let log = server.wait_ends(7);
     for secret in [&alice.password, &bob.password, "wrong-password"] {
         assert!(!log.contains(secret), "secret in the log:\n{log}");
     }
@@ -326,7 +326,7 @@ fn log_lines_one_per_event_without_secrets() {
     pop.expect_closed();
     server.wait_idle();
 
-    let log = server.wait_log_lines("tcpserver: end ", 2);
+    let log = server.wait_ends(2);
     let count = |prefix: &str| log.lines().filter(|l| l.starts_with(prefix)).count();
     assert_eq!(count("ipop3d: login "), 4, "{log}");
     assert_eq!(count("ipop3d: end "), 2, "{log}");
@@ -338,13 +338,8 @@ fn log_lines_one_per_event_without_secrets() {
     ] {
         assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
     }
-    let statuses: Vec<&str> = log
-        .lines()
-        .filter(|l| l.starts_with("tcpserver: end "))
-        .map(|l| l.rsplit(' ').next().unwrap())
-        .collect();
-    // tcpserver prints the raw wait status: exit 1 (too many failures) is 256.
-    assert_eq!(statuses, vec!["0", "256"], "{log}");
+    // The raw wait statuses, as tcpserver prints them: exit 1 (too many failures) is 256.
+    assert_eq!(server.end_statuses(), vec!["0", "256"], "{log}");
 }
 
 /// Login names that are not accounts, and accounts whose store file is not safe to use, fail
@@ -421,7 +416,7 @@ fn odd_names_and_unsafe_store_files_fail_alike() {
 /// A store file owned by another uid is not used (root only: it needs a second uid).
 #[test]
 fn store_file_owned_by_another_uid_is_refused_root() {
-    if !crate::harness::have_root("store_file_owned_by_another_uid_is_refused_root") {
+    if !crate::harness::need_root("store_file_owned_by_another_uid_is_refused_root") {
         return;
     }
     let mut w = world!("store_file_owned_by_another_uid_is_refused_root");

@@ -295,7 +295,7 @@ fn client_vanishes_mid_retr() {
     pop.drop_connection();
     server.wait_idle();
     assert_eq!(uniques(&alice.maildir()), names.into_iter().collect());
-    let log = server.wait_log_lines("tcpserver: end ", 1);
+    let log = server.wait_ends(1);
     assert!(!log.contains("panicked"), "{log}");
 }
 

@@ -1,4 +1,4 @@
-//! harness: a fresh temp world per test and a real `tcpserver` running the real `ipop3d`.
+//! harness: a fresh temp world per test and the real `ipop3d` on real 127.0.0.1 sockets.
 //!
 //! A [`World`] is a temp directory (mode 0755, so virtual users can traverse it) holding a
 //! passwd(5)-format account file, the config, an optional disable list and one home per user
@@ -6,10 +6,12 @@
 //! to them); as anyone else they all carry the runner's own uid and gid, since a non-root
 //! ipop3d serves only its own uid.
 //!
-//! [`Server`] starts Debian ucspi-tcp's `tcpserver` the way the seed does (`env - INTRANET=1
-//! PATH=... tcpserver -vR -c40 -p 127.0.0.1 0 ipop3d --config F`), learns the port it bound
-//! from `/proc`, collects its stderr (tcpserver's log and ipop3d's) and, when dropped, kills
-//! its process group and fails the test if anything in the log says "panicked".
+//! A [`Server`] listens on 127.0.0.1 and runs one ipop3d per connection with the socket as
+//! stdin and stdout and the variables tcpserver would set, in an empty environment as the
+//! seed's `env - INTRANET=1 PATH=... tcpserver -vR -c40` does; so every server test runs on a
+//! machine without ucspi-tcp. [`World::serve_tcpserver`] runs real tcpserver instead, for the
+//! tests of that pairing. Either way the server collects the sessions' stderr and, when
+//! dropped, kills every session and fails the test if anything in the log says "panicked".
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -34,62 +36,18 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub const IPOP3D: &str = env!("CARGO_BIN_EXE_ipop3d");
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+pub use crate::skip::{find_program as find_tool, is_root, need_programs, need_root};
 
-/// The path of `tool` on `PATH`, if installed.
-pub fn find_tool(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// Whether every tool in `tools` is installed; if not, says which test is skipped and why.
-pub fn have(tools: &[&str], test: &str) -> bool {
-    for tool in tools {
-        if find_tool(tool).is_none() {
-            {
-                // Straight to fd 2, past the test runner's capture.
-                use std::io::Write as _;
-                let _ = writeln!(std::io::stderr(), "SKIPPED (needs {tool}): {test}");
-            }
-            return false;
-        }
-    }
-    true
-}
-
-/// A fresh world for `test`, or `None` after saying why the test is skipped when tcpserver or
-/// one of `tools` is not installed.
-pub fn world_for(test: &str, tools: &[&str]) -> Option<World> {
-    let mut needed = vec!["tcpserver"];
-    needed.extend_from_slice(tools);
-    have(&needed, test).then(World::new)
-}
-
-/// `world!("test_name", "tool"...)`: a fresh [`World`], or return from the test (skipped) when
-/// tcpserver or a named tool is missing.
+/// `world!("test_name", "program"...)`: a fresh [`World`], or return from the test (skipped)
+/// when one of the named outside programs is not installed.
 macro_rules! world {
-    ($test:literal $(, $tool:literal)*) => {
-        match crate::harness::world_for($test, &[$($tool),*]) {
-            Some(world) => world,
-            None => return,
+    ($test:literal $(, $program:literal)*) => {
+        if crate::harness::need_programs(&[$($program),*], $test) {
+            crate::harness::World::new()
+        } else {
+            return;
         }
     };
-}
-
-/// Whether the test runs as root; if not, says it is skipped.
-pub fn have_root(test: &str) -> bool {
-    if !is_root() {
-        {
-            // Straight to fd 2, past the test runner's capture.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
-        }
-    }
-    is_root()
 }
 
 /// Virtual uids handed out to users of all worlds in this test process.
@@ -333,21 +291,43 @@ impl World {
         write_file(&self.config_path(), text.as_bytes(), 0o644);
     }
 
-    /// Starts tcpserver running ipop3d, the seed's way, with `INTRANET=1`.
+    /// The ipop3d binary at a path every account of this world can execute.
+    pub fn ipop3d(&self) -> PathBuf {
+        crate::bins::runnable_by_all(IPOP3D, self.path())
+    }
+
+    /// Serves ipop3d on 127.0.0.1, one session per connection, with `INTRANET=1` as the
+    /// seed's start script sets it.
     pub fn serve(&self) -> Server {
         self.serve_with(&[("INTRANET", "1")], None)
     }
 
-    /// Starts tcpserver with exactly `env` (plus PATH), optionally as `run_as` (root only).
+    /// Serves ipop3d with exactly `env` (plus PATH and the TCP variables), optionally as
+    /// `run_as` (root only).
     pub fn serve_with(&self, env: &[(&str, &str)], run_as: Option<&Account>) -> Server {
-        self.write_config();
-        Server::start(&self.config_path(), env, run_as, &[])
+        self.launch(&Launch {
+            env,
+            run_as,
+            local_host: None,
+        })
     }
 
-    /// Starts tcpserver with `INTRANET=1` and extra tcpserver options (such as `-l NAME`).
-    pub fn serve_tcpserver_opts(&self, opts: &[&str]) -> Server {
+    /// Serves ipop3d as [`World::serve_with`] says in `launch`.
+    pub fn launch(&self, launch: &Launch) -> Server {
         self.write_config();
-        Server::start(&self.config_path(), &[("INTRANET", "1")], None, opts)
+        Server::spawn(&self.ipop3d(), &self.config_path(), launch)
+    }
+
+    /// Starts real tcpserver running ipop3d with `INTRANET=1` and extra tcpserver options
+    /// (such as `-l NAME`); the caller has checked that tcpserver is installed.
+    pub fn serve_tcpserver(&self, opts: &[&str]) -> Server {
+        self.write_config();
+        let launch = Launch {
+            env: &[("INTRANET", "1")],
+            run_as: None,
+            local_host: None,
+        };
+        Server::tcpserver(&self.ipop3d(), &self.config_path(), &launch, opts)
     }
 }
 
@@ -475,63 +455,135 @@ pub fn large_message(kib: usize) -> Vec<u8> {
     m
 }
 
-/// A running `tcpserver` with ipop3d behind it.
+/// A running ipop3d listener: the harness's own spawner, or real tcpserver.
 pub struct Server {
     pub port: u16,
-    child: Child,
+    launcher: Launcher,
+    /// Everything the sessions (and tcpserver) wrote to stderr.
     log: Arc<Mutex<Vec<u8>>>,
     reader: Option<JoinHandle<()>>,
 }
 
+enum Launcher {
+    Spawner(Spawner),
+    Tcpserver(Child),
+}
+
+/// How a server is started: the environment each session gets (besides PATH and the TCP
+/// variables), the uid it runs as, and for real tcpserver its extra options.
+pub struct Launch<'a> {
+    pub env: &'a [(&'a str, &'a str)],
+    pub run_as: Option<&'a Account>,
+    /// `TCPLOCALHOST` for the spawner (tcpserver's `-l NAME`).
+    pub local_host: Option<&'a str>,
+}
+
+/// What the harness does in place of tcpserver: accepts on 127.0.0.1, and for each connection
+/// starts ipop3d with the socket as stdin and stdout, the variables tcpserver sets (`PROTO`,
+/// `TCPLOCALIP`, `TCPLOCALPORT`, `TCPREMOTEIP`, `TCPREMOTEPORT`, and `TCPLOCALHOST` when
+/// given), at most [`CONCURRENCY`] at a time (tcpserver's `-c40`). Each session runs in a
+/// process group of its own; when the session ends, the log gets `spawner: end PID status S`
+/// with the raw wait status, as tcpserver writes it.
+struct Spawner {
+    acceptor: Option<JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    live: Arc<(Mutex<BTreeSet<u32>>, std::sync::Condvar)>,
+    reapers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// The write end of the log pipe, given to every session as its stderr.
+    log_writer: Option<std::os::fd::OwnedFd>,
+}
+
+/// Sessions at once, as the seed's `tcpserver -c40`.
+pub const CONCURRENCY: usize = 40;
+
 impl Server {
-    fn start(
-        config: &Path,
-        env: &[(&str, &str)],
-        run_as: Option<&Account>,
-        opts: &[&str],
-    ) -> Server {
+    /// Starts the harness's spawner for `exe --config CONFIG`.
+    fn spawn(exe: &Path, config: &Path, launch: &Launch) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let (log_read, log_write) = nix::unistd::pipe().expect("log pipe");
+        let (log, reader) = collect_log(std::fs::File::from(log_read));
+        let mut base = Command::new(exe);
+        base.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .envs(launch.env.iter().copied())
+            .env("PROTO", "TCP")
+            .arg("--config")
+            .arg(config)
+            .process_group(0);
+        if let Some(host) = launch.local_host {
+            base.env("TCPLOCALHOST", host);
+        }
+        if let Some(account) = launch.run_as {
+            // std drops a root parent's supplementary groups (setgroups(0)) before setuid.
+            base.uid(account.uid).gid(account.gid);
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let live = Arc::new((Mutex::new(BTreeSet::new()), std::sync::Condvar::new()));
+        let reapers = Arc::new(Mutex::new(Vec::new()));
+        let stderr = log_write.try_clone().unwrap();
+        let acceptor = {
+            let (stop, live, reapers, log) =
+                (stop.clone(), live.clone(), reapers.clone(), log.clone());
+            std::thread::spawn(move || {
+                accept_loop(listener, base, stderr, &stop, &live, &reapers, &log)
+            })
+        };
+        Server {
+            port,
+            launcher: Launcher::Spawner(Spawner {
+                acceptor: Some(acceptor),
+                stop,
+                live,
+                reapers,
+                log_writer: Some(log_write),
+            }),
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Starts real tcpserver the seed's way (`tcpserver -vR -c40 ... ipop3d --config F`) with
+    /// exactly `launch.env` plus PATH and the extra tcpserver `opts`; the caller has checked that
+    /// tcpserver is installed.
+    fn tcpserver(exe: &Path, config: &Path, launch: &Launch, opts: &[&str]) -> Server {
         let tcpserver = find_tool("tcpserver").expect("tcpserver is installed");
         let mut cmd = Command::new(tcpserver);
         cmd.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .envs(env.iter().copied())
+            .envs(launch.env.iter().copied())
             .args(["-vR", "-c40"])
             .args(opts)
-            .args(["-p", "127.0.0.1", "0", IPOP3D, "--config"])
+            .args(["-p", "127.0.0.1", "0"])
+            .arg(exe)
+            .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0);
-        if let Some(account) = run_as {
-            // std drops a root parent's supplementary groups (setgroups(0)) before setuid.
+        if let Some(account) = launch.run_as {
             cmd.uid(account.uid).gid(account.gid);
         }
         let mut child = cmd.spawn().expect("spawn tcpserver");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut line = Vec::new();
-            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                sink.lock().unwrap().extend_from_slice(&line);
-                line.clear();
-            }
-        });
+        let (log, reader) = collect_log(child.stderr.take().unwrap());
         let mut server = Server {
             port: 0,
-            child,
+            launcher: Launcher::Tcpserver(child),
             log,
             reader: Some(reader),
         };
         let start = Instant::now();
         loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
+            let Launcher::Tcpserver(child) = &mut server.launcher else {
+                unreachable!()
+            };
+            if let Some(status) = child.try_wait().unwrap() {
                 panic!("tcpserver exited ({status}):\n{}", server.log());
             }
+            let pid = child.id();
             if server.log().contains("status: 0/40") {
-                if let Some(port) = listening_port(server.child.id()) {
+                if let Some(port) = listening_port(pid) {
                     server.port = port;
                     return server;
                 }
@@ -550,8 +602,31 @@ impl Server {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
+    /// The prefix of the log line the launcher writes when a session has ended.
+    pub fn end_prefix(&self) -> &'static str {
+        match self.launcher {
+            Launcher::Spawner(_) => "spawner: end ",
+            Launcher::Tcpserver(_) => "tcpserver: end ",
+        }
+    }
+
+    /// Waits until the launcher has logged the end of `n` sessions; returns the log.
+    pub fn wait_ends(&self, n: usize) -> String {
+        self.wait_log_lines(self.end_prefix(), n)
+    }
+
+    /// The raw wait statuses of the ended sessions, in the order they ended ("0", "256"...).
+    pub fn end_statuses(&self) -> Vec<String> {
+        let prefix = self.end_prefix();
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .collect()
+    }
+
     /// Waits until the log holds at least `n` lines starting with `prefix` (the log is read by
-    /// a thread, and tcpserver logs a session's end only after reaping it); returns the log.
+    /// a thread, and a session's end is logged only after it is reaped); returns the log.
     pub fn wait_log_lines(&self, prefix: &str, n: usize) -> String {
         let start = Instant::now();
         loop {
@@ -572,36 +647,12 @@ impl Server {
         Pop::connect(self.port)
     }
 
-    /// The pids of the running sessions (tcpserver's children), found by scanning /proc for
-    /// processes whose parent is tcpserver (works without CONFIG_PROC_CHILDREN).
+    /// The pids of the running sessions.
     pub fn sessions(&self) -> Vec<u32> {
-        let parent = self.child.id();
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-            // A zombie has finished its session; tcpserver reaps it.
-            if ppid == Some(parent) && state != Some("Z") {
-                pids.push(pid);
-            }
+        match &self.launcher {
+            Launcher::Spawner(s) => s.live.0.lock().unwrap().iter().copied().collect(),
+            Launcher::Tcpserver(child) => children_of(child.id()),
         }
-        pids.sort_unstable();
-        pids
     }
 
     /// Waits until no session is running (every ipop3d has exited).
@@ -619,12 +670,126 @@ impl Server {
     }
 }
 
+/// A thread that appends every line read from `source` to the returned log.
+fn collect_log(
+    source: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(source);
+        let mut line = Vec::new();
+        while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            sink.lock().unwrap().extend_from_slice(&line);
+            line.clear();
+        }
+    });
+    (log, reader)
+}
+
+fn log_line(log: &Mutex<Vec<u8>>, line: &str) {
+    let mut log = log.lock().unwrap();
+    log.extend_from_slice(line.as_bytes());
+    log.push(b'\n');
+}
+
+/// The spawner's accept loop: one ipop3d per connection, until `stop`.
+fn accept_loop(
+    listener: std::net::TcpListener,
+    mut base: Command,
+    stderr: std::os::fd::OwnedFd,
+    stop: &std::sync::atomic::AtomicBool,
+    live: &Arc<(Mutex<BTreeSet<u32>>, std::sync::Condvar)>,
+    reapers: &Mutex<Vec<JoinHandle<()>>>,
+    log: &Arc<Mutex<Vec<u8>>>,
+) {
+    loop {
+        {
+            // tcpserver -c40: no accept while 40 sessions run.
+            let (set, cond) = &**live;
+            let mut set = set.lock().unwrap();
+            while set.len() >= CONCURRENCY && !stop.load(Ordering::SeqCst) {
+                set = cond.wait(set).unwrap();
+            }
+        }
+        let accepted = listener.accept();
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok((stream, remote)) = accepted else {
+            continue;
+        };
+        let local = stream.local_addr().unwrap();
+        let socket = std::os::fd::OwnedFd::from(stream);
+        base.env("TCPLOCALIP", local.ip().to_string())
+            .env("TCPLOCALPORT", local.port().to_string())
+            .env("TCPREMOTEIP", remote.ip().to_string())
+            .env("TCPREMOTEPORT", remote.port().to_string())
+            .stdin(Stdio::from(socket.try_clone().unwrap()))
+            .stdout(Stdio::from(socket))
+            .stderr(Stdio::from(stderr.try_clone().unwrap()));
+        let (set, _) = &**live;
+        // Hold the set while spawning, so a reaper cannot remove the pid before it is added.
+        let mut guard = set.lock().unwrap();
+        let mut child = match base.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                drop(guard);
+                log_line(log, &format!("spawner: cannot start ipop3d: {e}"));
+                continue;
+            }
+        };
+        // The parent's copies of the socket and the log pipe go with the Command's Stdio.
+        base.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let pid = child.id();
+        guard.insert(pid);
+        drop(guard);
+        log_line(log, &format!("spawner: pid {pid} from {}", remote.ip()));
+        let (live, log) = (live.clone(), log.clone());
+        let reaper = std::thread::spawn(move || {
+            use std::os::unix::process::ExitStatusExt;
+            let status = child.wait().expect("wait for ipop3d");
+            let (set, cond) = &*live;
+            log_line(
+                &log,
+                &format!("spawner: end {pid} status {}", status.into_raw()),
+            );
+            set.lock().unwrap().remove(&pid);
+            cond.notify_all();
+        });
+        reapers.lock().unwrap().push(reaper);
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        // tcpserver and its sessions share the process group made at spawn.
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
+        match &mut self.launcher {
+            Launcher::Tcpserver(child) => {
+                let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+                // tcpserver and its sessions share the process group made at spawn.
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
+            }
+            Launcher::Spawner(s) => {
+                s.stop.store(true, Ordering::SeqCst);
+                s.live.1.notify_all();
+                // Wake the blocking accept.
+                let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+                if let Some(a) = s.acceptor.take() {
+                    let _ = a.join();
+                }
+                for pid in s.live.0.lock().unwrap().iter() {
+                    let pgid = nix::unistd::Pid::from_raw(*pid as i32);
+                    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                }
+                for r in std::mem::take(&mut *s.reapers.lock().unwrap()) {
+                    let _ = r.join();
+                }
+                s.log_writer.take();
+            }
+        }
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
@@ -633,6 +798,37 @@ impl Drop for Server {
             panic!("ipop3d panicked; its log:\n{log}");
         }
     }
+}
+
+/// The pids of the live children of `parent`, found by scanning /proc (works without
+/// CONFIG_PROC_CHILDREN).
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        // A zombie has finished its session; tcpserver reaps it.
+        if ppid == Some(parent) && state != Some("Z") {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    pids
 }
 
 /// The TCP port process `pid` listens on, found through its socket inodes and /proc/net/tcp.

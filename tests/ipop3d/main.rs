@@ -1,11 +1,19 @@
-//! ipop3d integration tests: the real binary behind real `tcpserver`, over real sockets, with
-//! real Maildirs and real clients (curl, fetchmail, Python's poplib).
+//! ipop3d integration tests: the real binary on real 127.0.0.1 sockets (one process per
+//! connection, as tcpserver runs it; the harness's spawner or, in `tcpserver`, real tcpserver),
+//! with real Maildirs and real clients (curl, fetchmail, Python's poplib).
 //!
-//! Each test builds its own [`harness::World`]. Tests that need root say so in their names and
-//! print `SKIPPED (needs root): <test>` otherwise; tests that need a missing tool print
-//! `SKIPPED (needs <tool>): <test>`. CI runs as root with every tool installed.
+//! Each test builds its own [`harness::World`]. Tests that need root carry `_root` in their
+//! names and print `SKIPPED (needs root): <test>` otherwise; tests of an outside program that
+//! is missing print `SKIPPED (needs <program>): <test>`. CI runs as root with every program
+//! installed and `APOPTOOLS_REQUIRE_ALL=1`, under which a skip fails.
 
+#[allow(dead_code)]
+#[path = "../common/bins.rs"]
+mod bins;
 mod client;
+#[allow(dead_code)]
+#[path = "../common/skip.rs"]
+mod skip;
 #[macro_use]
 mod harness;
 
@@ -15,3 +23,4 @@ mod clients;
 mod maildrop;
 mod privilege;
 mod session;
+mod tcpserver;

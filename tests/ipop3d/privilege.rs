@@ -1,13 +1,13 @@
 //! Privilege: the serving process becomes the account for good before it touches mail; uid 0
 //! never logs in; a non-root ipop3d serves only its own uid.
 
-use crate::harness::{fresh_uid, have_root, is_root, proc_ids, small_message, uniques};
+use crate::harness::{fresh_uid, is_root, need_root, proc_ids, small_message, uniques};
 
 /// While a session is open after login, the ipop3d process's real, effective, saved (and fs)
 /// uids and gids are the account's, and its only group is the account's.
 #[test]
 fn session_runs_as_the_account_root() {
-    if !have_root("session_runs_as_the_account_root") {
+    if !need_root("session_runs_as_the_account_root") {
         return;
     }
     let mut w = world!("session_runs_as_the_account_root");
@@ -48,7 +48,7 @@ fn session_runs_as_the_account_root() {
 /// An account with uid 0 never logs in, even with the right secret.
 #[test]
 fn uid0_account_never_logs_in_root() {
-    if !have_root("uid0_account_never_logs_in_root") {
+    if !need_root("uid0_account_never_logs_in_root") {
         return;
     }
     let mut w = world!("uid0_account_never_logs_in_root");
@@ -107,7 +107,7 @@ fn non_root_server_serves_only_its_own_uid() {
 /// account: it was made after the drop, never as root.
 #[test]
 fn files_the_server_creates_belong_to_the_account_root() {
-    if !have_root("files_the_server_creates_belong_to_the_account_root") {
+    if !need_root("files_the_server_creates_belong_to_the_account_root") {
         return;
     }
     let mut w = world!("files_the_server_creates_belong_to_the_account_root");

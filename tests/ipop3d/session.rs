@@ -3,7 +3,9 @@
 //! across writes), the idle timeout before and after login.
 
 use crate::client::{pairs, Pop};
-use crate::harness::{crlf, large_message, retr_wire, seed_message, small_message, uniques, World};
+use crate::harness::{
+    crlf, large_message, retr_wire, seed_message, small_message, uniques, Launch, World,
+};
 
 /// The seed's telnet dialogue, command for command, checking what each reply means.
 #[test]
@@ -424,12 +426,16 @@ fn idle_timeout_before_login() {
     pop.expect_closed();
 }
 
-/// Without `hostname` in the config, the timestamp's host is tcpserver's `TCPLOCALHOST`.
+/// Without `hostname` in the config, the timestamp's host is `TCPLOCALHOST` (tcpserver's `-l`).
 #[test]
 fn timestamp_host_from_tcplocalhost() {
     let mut w = world!("timestamp_host_from_tcplocalhost");
     w.user("alice");
-    let server = w.serve_tcpserver_opts(&["-l", "pop.tcplocal.test"]);
+    let server = w.launch(&Launch {
+        env: &[("INTRANET", "1")],
+        run_as: None,
+        local_host: Some("pop.tcplocal.test"),
+    });
     let pop = server.connect();
     assert!(
         pop.timestamp().ends_with("@pop.tcplocal.test>"),
@@ -444,7 +450,11 @@ fn timestamp_host_from_tcplocalhost() {
 fn bad_tcplocalhost_keeps_the_timestamp_well_formed() {
     let mut w = world!("bad_tcplocalhost_keeps_the_timestamp_well_formed");
     let alice = w.user("alice");
-    let server = w.serve_tcpserver_opts(&["-l", "evil> host"]);
+    let server = w.launch(&Launch {
+        env: &[("INTRANET", "1")],
+        run_as: None,
+        local_host: Some("evil> host"),
+    });
     let mut pop = server.connect();
     assert!(pop.greeting.ends_with('>'), "{}", pop.greeting);
     assert_eq!(pop.greeting.matches('<').count(), 1, "{}", pop.greeting);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use apoptools::accounts::Account;
 use apoptools::disable::DisableList;
 
-use crate::harness::{needs_root, User, World, APOPPASSWD, DEAPOP};
+use crate::harness::{need_root, User, World, APOPPASSWD, DEAPOP};
 use crate::Rng;
 
 const TRIALS: usize = 1000;
@@ -64,8 +64,8 @@ fn marks(world: &World) -> BTreeSet<String> {
 }
 
 #[test]
-fn sigkill_at_random_moments_leaves_old_or_new() {
-    if !needs_root("sigkill_at_random_moments_leaves_old_or_new") {
+fn sigkill_at_random_moments_leaves_old_or_new_root() {
+    if !need_root("sigkill_at_random_moments_leaves_old_or_new_root") {
         return;
     }
     let mut world = World::new();

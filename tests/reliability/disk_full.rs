@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{listing, needs_root, World};
+use crate::harness::{listing, need_root, World};
 
 /// A small tmpfs mounted over `dir` for the life of the guard.
 struct Tmpfs(PathBuf);
@@ -46,8 +46,8 @@ impl Drop for Tmpfs {
 }
 
 #[test]
-fn store_write_on_full_disk_keeps_old_secret() {
-    if !needs_root("store_write_on_full_disk_keeps_old_secret") {
+fn store_write_on_full_disk_keeps_old_secret_root() {
+    if !need_root("store_write_on_full_disk_keeps_old_secret_root") {
         return;
     }
     let mut world = World::new();
@@ -76,8 +76,8 @@ fn store_write_on_full_disk_keeps_old_secret() {
 }
 
 #[test]
-fn disable_list_edit_on_full_disk_keeps_old_list() {
-    if !needs_root("disable_list_edit_on_full_disk_keeps_old_list") {
+fn disable_list_edit_on_full_disk_keeps_old_list_root() {
+    if !need_root("disable_list_edit_on_full_disk_keeps_old_list_root") {
         return;
     }
     let mut world = World::new();

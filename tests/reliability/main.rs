@@ -4,8 +4,14 @@
 //! `SKIPPED (needs root): <name>`.
 
 #[allow(dead_code)]
+#[path = "../common/bins.rs"]
+mod bins;
+#[allow(dead_code)]
 #[path = "../tools/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../common/skip.rs"]
+mod skip;
 
 mod crash;
 mod disk_full;

@@ -5,7 +5,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use crate::harness::{listing, needs_root, perm, Run, User, World};
+use crate::harness::{listing, need_root, perm, Run, User, World};
 
 const VICTIM_BYTES: &[u8] = b"root:$6$do-not-touch:19000:0:99999:7:::\n";
 
@@ -49,8 +49,8 @@ struct Attack {
 }
 
 #[test]
-fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
-    if !needs_root("planted_files_are_refused_and_nothing_outside_the_home_changes") {
+fn planted_files_are_refused_and_nothing_outside_the_home_changes_root() {
+    if !need_root("planted_files_are_refused_and_nothing_outside_the_home_changes_root") {
         return;
     }
     let attacks = [
@@ -203,8 +203,8 @@ fn planted_files_are_refused_and_nothing_outside_the_home_changes() {
 }
 
 #[test]
-fn delete_removes_a_planted_link_not_its_target() {
-    if !needs_root("delete_removes_a_planted_link_not_its_target") {
+fn delete_removes_a_planted_link_not_its_target_root() {
+    if !need_root("delete_removes_a_planted_link_not_its_target_root") {
         return;
     }
     let mut world = World::new();
@@ -234,8 +234,8 @@ fn delete_removes_a_planted_link_not_its_target() {
 }
 
 #[test]
-fn purge_removes_planted_links_only_and_refuses_a_planted_lock() {
-    if !needs_root("purge_removes_planted_links_only_and_refuses_a_planted_lock") {
+fn purge_removes_planted_links_only_and_refuses_a_planted_lock_root() {
+    if !need_root("purge_removes_planted_links_only_and_refuses_a_planted_lock_root") {
         return;
     }
     let mut world = World::new();

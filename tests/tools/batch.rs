@@ -1,7 +1,7 @@
 //! `apoppasswd --batch`: every line validated first, nothing written if any is bad, errors name
 //! the line and never quote a password; then all written. Root only.
 
-use crate::harness::{needs_root, User, World};
+use crate::harness::{need_root, User, World};
 
 const USERS: usize = 1000;
 
@@ -29,8 +29,8 @@ fn nothing_written(users: &[User]) {
 }
 
 #[test]
-fn one_bad_line_in_a_thousand_writes_nothing() {
-    if !needs_root("one_bad_line_in_a_thousand_writes_nothing") {
+fn one_bad_line_in_a_thousand_writes_nothing_root() {
+    if !need_root("one_bad_line_in_a_thousand_writes_nothing_root") {
         return;
     }
     let (world, users) = world_of(USERS);
@@ -98,8 +98,8 @@ fn one_bad_line_in_a_thousand_writes_nothing() {
 }
 
 #[test]
-fn a_thousand_good_lines_all_verify() {
-    if !needs_root("a_thousand_good_lines_all_verify") {
+fn a_thousand_good_lines_all_verify_root() {
+    if !need_root("a_thousand_good_lines_all_verify_root") {
         return;
     }
     let (world, users) = world_of(USERS);
@@ -131,8 +131,8 @@ fn a_thousand_good_lines_all_verify() {
 }
 
 #[test]
-fn batch_refuses_an_unsafe_store_before_writing_anything() {
-    if !needs_root("batch_refuses_an_unsafe_store_before_writing_anything") {
+fn batch_refuses_an_unsafe_store_before_writing_anything_root() {
+    if !need_root("batch_refuses_an_unsafe_store_before_writing_anything_root") {
         return;
     }
     let (world, users) = world_of(10);
@@ -151,8 +151,8 @@ fn batch_refuses_an_unsafe_store_before_writing_anything() {
 }
 
 #[test]
-fn write_failures_after_validation_are_reported_by_line() {
-    if !needs_root("write_failures_after_validation_are_reported_by_line") {
+fn write_failures_after_validation_are_reported_by_line_root() {
+    if !need_root("write_failures_after_validation_are_reported_by_line_root") {
         return;
     }
     let (world, users) = world_of(USERS);
@@ -195,8 +195,8 @@ fn write_failures_after_validation_are_reported_by_line() {
 }
 
 #[test]
-fn ten_thousand_accounts_in_one_batch() {
-    if !needs_root("ten_thousand_accounts_in_one_batch") {
+fn ten_thousand_accounts_in_one_batch_root() {
+    if !need_root("ten_thousand_accounts_in_one_batch_root") {
         return;
     }
     const MANY: usize = 10_000;

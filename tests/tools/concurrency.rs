@@ -2,13 +2,13 @@
 //! no temp file is left, and concurrent disable-list edits lose no mark. Root only (root
 //! writes a disabled account's password; deapop is root's).
 
-use crate::harness::{listing, needs_root, World};
+use crate::harness::{listing, need_root, World};
 
 const WRITERS: usize = 50;
 
 #[test]
-fn fifty_concurrent_writers_and_a_deapop() {
-    if !needs_root("fifty_concurrent_writers_and_a_deapop") {
+fn fifty_concurrent_writers_and_a_deapop_root() {
+    if !need_root("fifty_concurrent_writers_and_a_deapop_root") {
         return;
     }
     let mut world = World::new();
@@ -53,8 +53,8 @@ fn fifty_concurrent_writers_and_a_deapop() {
 }
 
 #[test]
-fn concurrent_deapops_lose_no_mark() {
-    if !needs_root("concurrent_deapops_lose_no_mark") {
+fn concurrent_deapops_lose_no_mark_root() {
+    if !need_root("concurrent_deapops_lose_no_mark_root") {
         return;
     }
     let mut world = World::new();

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::harness::{listing, needs_root, World};
+use crate::harness::{listing, need_root, World};
 
 fn set(world: &World, address: &str, password: &str) {
     world
@@ -23,8 +23,8 @@ fn json(world: &World) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn disable_enable_purge_and_list() {
-    if !needs_root("disable_enable_purge_and_list") {
+fn disable_enable_purge_and_list_root() {
+    if !need_root("disable_enable_purge_and_list_root") {
         return;
     }
     let mut world = World::new();
@@ -96,8 +96,8 @@ fn disable_enable_purge_and_list() {
 }
 
 #[test]
-fn unknown_user_changes_nothing() {
-    if !needs_root("unknown_user_changes_nothing") {
+fn unknown_user_changes_nothing_root() {
+    if !need_root("unknown_user_changes_nothing_root") {
         return;
     }
     let mut world = World::new();
@@ -125,8 +125,8 @@ fn unknown_user_changes_nothing() {
 }
 
 #[test]
-fn a_mark_outlives_its_account_and_can_be_lifted() {
-    if !needs_root("a_mark_outlives_its_account_and_can_be_lifted") {
+fn a_mark_outlives_its_account_and_can_be_lifted_root() {
+    if !need_root("a_mark_outlives_its_account_and_can_be_lifted_root") {
         return;
     }
     let mut world = World::new();
@@ -155,7 +155,7 @@ fn a_mark_outlives_its_account_and_can_be_lifted() {
 
 #[test]
 fn only_root_may_run_deapop() {
-    if !needs_root("only_root_may_run_deapop") {
+    if !need_root("only_root_may_run_deapop") {
         return;
     }
     let mut world = World::new();
@@ -177,24 +177,16 @@ fn only_root_may_run_deapop() {
     assert!(!world.disabled.exists());
 }
 
+/// Any caller but root is refused before deapop reads anything: the runner itself, or as
+/// root a virtual user.
 #[test]
 fn deapop_refuses_a_non_root_runner() {
-    // As root, only_root_may_run_deapop covers this with a virtual user.
-    if crate::harness::is_root() {
-        {
-            // Straight to fd 2, past the test runner's capture.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED (needs non-root): deapop_refuses_a_non_root_runner"
-            );
-        }
-        return;
-    }
-    let world = World::new();
+    let mut world = World::new();
+    let me = world.me("alice");
     world
         .deapop()
         .arg("--list")
+        .user(&me)
         .run()
         .fails(3, "deapop: not permitted: only root may");
 }
@@ -214,8 +206,8 @@ fn deapop_usage_errors_exit_2() {
 }
 
 #[test]
-fn an_unsafe_disable_list_is_refused() {
-    if !needs_root("an_unsafe_disable_list_is_refused") {
+fn an_unsafe_disable_list_is_refused_root() {
+    if !need_root("an_unsafe_disable_list_is_refused_root") {
         return;
     }
     let mut world = World::new();

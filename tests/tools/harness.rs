@@ -20,22 +20,7 @@ pub const DEAPOP: &str = env!("CARGO_BIN_EXE_deapop");
 /// How long any child may run before the test kills it and fails.
 pub const CHILD_DEADLINE: Duration = Duration::from_secs(60);
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// True when the test may go on; otherwise says it was skipped, by name.
-pub fn needs_root(test: &str) -> bool {
-    if is_root() {
-        true
-    } else {
-        // Straight to fd 2, past the test runner's capture, so the skip shows without
-        // --nocapture.
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
-        false
-    }
-}
+pub use crate::skip::{is_root, need_root};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -176,14 +161,20 @@ impl World {
         }
     }
 
+    /// The binary `exe` (such as [`APOPPASSWD`]) at a path every account of this world can
+    /// execute.
+    pub fn bin(&self, exe: &str) -> PathBuf {
+        crate::bins::runnable_by_all(exe, self.path())
+    }
+
     /// `apoppasswd --config <world> args...`
     pub fn apoppasswd(&self) -> Run {
-        Run::new(APOPPASSWD).args(["--config", self.config.to_str().unwrap()])
+        Run::new(self.bin(APOPPASSWD)).args(["--config", self.config.to_str().unwrap()])
     }
 
     /// `deapop --config <world> args...`
     pub fn deapop(&self) -> Run {
-        Run::new(DEAPOP).args(["--config", self.config.to_str().unwrap()])
+        Run::new(self.bin(DEAPOP)).args(["--config", self.config.to_str().unwrap()])
     }
 
     /// `apoppasswd --check --stdin USER` with `password`: did it match (exit 0)?
@@ -247,7 +238,7 @@ impl Output {
 }
 
 impl Run {
-    pub fn new(program: &str) -> Run {
+    pub fn new(program: impl AsRef<std::ffi::OsStr>) -> Run {
         let mut command = Command::new(program);
         command.env_clear().env("PATH", "/usr/bin:/bin");
         // SAFETY: runs in the forked child before exec and only makes the async-signal-safe

@@ -244,9 +244,9 @@ fn ctrl_c_at_the_prompt_restores_the_terminal_and_changes_nothing() {
 }
 
 #[test]
-fn root_sets_another_users_password_at_its_terminal() {
+fn root_sets_another_users_password_at_its_terminal_root() {
     use std::os::unix::fs::MetadataExt;
-    if !crate::harness::needs_root("root_sets_another_users_password_at_its_terminal") {
+    if !crate::harness::need_root("root_sets_another_users_password_at_its_terminal_root") {
         return;
     }
     let mut world = World::new();

@@ -4,6 +4,9 @@
 
 mod attacks;
 mod batch;
+#[allow(dead_code)]
+#[path = "../common/bins.rs"]
+mod bins;
 mod concurrency;
 mod config;
 mod deapop;
@@ -11,3 +14,6 @@ mod harness;
 mod interactive;
 mod provisioning;
 mod selfservice;
+#[allow(dead_code)]
+#[path = "../common/skip.rs"]
+mod skip;

@@ -3,11 +3,11 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::harness::{needs_root, World};
+use crate::harness::{need_root, World};
 
 #[test]
-fn root_provisions_then_users_serve_themselves() {
-    if !needs_root("root_provisions_then_users_serve_themselves") {
+fn root_provisions_then_users_serve_themselves_root() {
+    if !need_root("root_provisions_then_users_serve_themselves_root") {
         return;
     }
     let mut world = World::new();
@@ -120,7 +120,7 @@ fn root_provisions_then_users_serve_themselves() {
 
 #[test]
 fn a_disabled_user_cannot_set_a_password_but_root_can() {
-    if !needs_root("a_disabled_user_cannot_set_a_password_but_root_can") {
+    if !need_root("a_disabled_user_cannot_set_a_password_but_root_can") {
         return;
     }
     let mut world = World::new();
