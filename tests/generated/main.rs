@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use apoptools::config::KEYS;
-use apoptools::error::exit_statuses as exit_statuses_for;
+use apoptools::testing::config::KEYS;
+use apoptools::testing::error::exit_statuses as exit_statuses_for;
 use clap_complete::Shell;
 
 fn root() -> PathBuf {
@@ -85,10 +85,12 @@ fn apoppasswd_page() -> String {
     );
     let extra = section("FILES", &files)
         + &section("FILE FORMAT", &format)
-        + &exit_statuses(&exit_statuses_for(apoptools::apoppasswd::EXIT_CODES))
+        + &exit_statuses(&exit_statuses_for(
+            apoptools::testing::apoppasswd::EXIT_CODES,
+        ))
         + &section("SECURITY", &security)
         + &section("SEE ALSO", SEE_ALSO);
-    man_page(apoptools::apoppasswd::command(), "1", &extra)
+    man_page(apoptools::testing::apoppasswd::command(), "1", &extra)
 }
 
 fn deapop_page() -> String {
@@ -100,10 +102,10 @@ fn deapop_page() -> String {
         "Only root may run deapop. The disable list lives where users cannot write, so a user cannot lift a mark; ipop3d and apoppasswd consult it. --purge erases ~/.apop and every ~/.apop-* acting as the account, so links planted in the home cannot redirect the removal.",
     );
     let extra = section("FILES", &files)
-        + &exit_statuses(&exit_statuses_for(apoptools::deapop::EXIT_CODES))
+        + &exit_statuses(&exit_statuses_for(apoptools::testing::deapop::EXIT_CODES))
         + &section("SECURITY", &security)
         + &section("SEE ALSO", SEE_ALSO);
-    man_page(apoptools::deapop::command(), "8", &extra)
+    man_page(apoptools::testing::deapop::command(), "8", &extra)
 }
 
 fn ipop3d_page() -> String {
@@ -155,10 +157,10 @@ Environment=INTRANET=1\n\
             ]),
         )
         .as_str()
-        + &exit_statuses(apoptools::ipop3d::EXIT_STATUSES)
+        + &exit_statuses(apoptools::testing::ipop3d::EXIT_STATUSES)
         + &section("SECURITY", &security)
         + &section("SEE ALSO", SEE_ALSO);
-    man_page(apoptools::ipop3d::command(), "8", &extra)
+    man_page(apoptools::testing::ipop3d::command(), "8", &extra)
 }
 
 fn conf_page() -> String {
@@ -210,9 +212,12 @@ fn generated() -> Vec<(String, Vec<u8>)> {
         ("man/ipop3d.8".to_string(), ipop3d_page().into_bytes()),
         ("man/apoptools.conf.5".to_string(), conf_page().into_bytes()),
     ];
-    files.extend(completions(apoptools::apoppasswd::command, "apoppasswd"));
-    files.extend(completions(apoptools::deapop::command, "deapop"));
-    files.extend(completions(apoptools::ipop3d::command, "ipop3d"));
+    files.extend(completions(
+        apoptools::testing::apoppasswd::command,
+        "apoppasswd",
+    ));
+    files.extend(completions(apoptools::testing::deapop::command, "deapop"));
+    files.extend(completions(apoptools::testing::ipop3d::command, "ipop3d"));
     files
 }
 

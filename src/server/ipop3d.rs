@@ -4,7 +4,7 @@
 //! Guarantees:
 //! - Credentials are checked against the same store apoppasswd writes ([`store::read`], done as
 //!   the account); uid 0 and disabled accounts never log in; every failure looks the same to
-//!   the client (see [`crate::session`]).
+//!   the client (see [`crate::pop3::session`]).
 //! - Before any mail is touched the process becomes the account for good
 //!   ([`privilege::drop_permanently`]); started as non-root it serves only its own uid.
 //! - The idle timeout (`timeout`) is enforced with poll(2) before every read; on expiry the
@@ -24,16 +24,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::{Arg, ArgAction};
 
-use crate::accounts::Accounts;
-use crate::apop;
-use crate::config::{Config, Plaintext};
-use crate::disable::DisableList;
+use crate::auth::apop;
+use crate::config::{is_host_name, Config, Plaintext};
 use crate::error::{exit, Error};
 use crate::maildir;
-use crate::pop3::Response;
-use crate::privilege;
-use crate::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
+use crate::pop3::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
+use crate::pop3::wire::Response;
 use crate::store;
+use crate::store::disable::DisableList;
+use crate::system::accounts::Accounts;
+use crate::system::privilege;
 
 /// The session ended in an error (too many failed logins, mailbox unavailable, I/O).
 pub const EXIT_SESSION_ERROR: u8 = 1;
@@ -241,22 +241,19 @@ fn why(e: &Error) -> String {
 /// The name in the greeting: `hostname` from the configuration, else `TCPLOCALHOST`, else
 /// the system's host name.
 fn hostname(config: &Config) -> String {
-    let valid = |h: &str| {
-        !h.is_empty()
-            && h.len() <= 253
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-    };
     if let Some(h) = &config.hostname {
         return h.clone();
     }
-    if let Some(h) = std::env::var("TCPLOCALHOST").ok().filter(|h| valid(h)) {
+    if let Some(h) = std::env::var("TCPLOCALHOST")
+        .ok()
+        .filter(|h| is_host_name(h))
+    {
         return h;
     }
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .filter(|h| valid(h))
+        .filter(|h| is_host_name(h))
         .unwrap_or_else(|| "localhost".into())
 }
 

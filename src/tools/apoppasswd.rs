@@ -15,12 +15,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{value_parser, Arg, ArgAction, ArgGroup, ArgMatches, Command};
 
-use crate::accounts::{validate_ext, Account, Login};
-use crate::apop::constant_time_eq;
-use crate::cli::{self, Context};
-use crate::disable::DisableList;
+use crate::auth::apop::constant_time_eq;
 use crate::error::{exit, exit_code, Error, Result};
+use crate::store::disable::DisableList;
 use crate::store::{self, Secret, MAX_SECRET_LEN};
+use crate::system::accounts::{validate_ext, Account, Login};
+use crate::system::privilege;
+use crate::tools::cli::{self, Context};
 
 const TOOL: &str = "apoppasswd";
 /// The exit statuses this tool can return (--help and the man page list these).
@@ -211,7 +212,7 @@ impl Target {
             ext,
         };
         let address = login.address(delimiter);
-        if login.account.uid != ctx.caller.uid && !ctx.caller.is_root() {
+        if login.account.uid != ctx.caller.uid && !privilege::is_root() {
             return Err(Error::NotPermitted(format!(
                 "only root may act on the APOP password of {address} (you are {})",
                 ctx.caller.name
@@ -226,7 +227,7 @@ impl Target {
 
     /// A disabled account may not get a new password, unless root gives it one.
     fn check_may_set(&self, ctx: &Context) -> Result<()> {
-        if !ctx.caller.is_root()
+        if !privilege::is_root()
             && DisableList::load(&ctx.config.disabled_file)?.contains(&self.account.name)
         {
             return Err(Error::Disabled(self.account.name.clone()));

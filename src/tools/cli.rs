@@ -12,10 +12,11 @@ use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::error::{exit_code, Error, Result};
 use crate::store::{Secret, MAX_SECRET_LEN};
+use crate::system::accounts::Accounts;
+use crate::system::privilege;
 
 /// Turns a tool's result into its exit status, printing an error once on stderr.
 pub fn finish(tool: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
@@ -49,12 +50,6 @@ pub struct Caller {
     pub uid: u32,
     /// The account name of the uid (`root` for uid 0 even when a `passwd_file` lacks it).
     pub name: String,
-}
-
-impl Caller {
-    pub fn is_root(&self) -> bool {
-        self.uid == 0
-    }
 }
 
 /// Everything a run needs before it looks at its arguments' accounts.
@@ -91,17 +86,12 @@ impl Context {
 
     /// Refuses anyone but root, saying what only root may do.
     pub fn require_root(&self, what: &str) -> Result<()> {
-        if self.caller.is_root() {
+        if privilege::is_root() {
             Ok(())
         } else {
             Err(Error::NotPermitted(format!("only root may {what}")))
         }
     }
-}
-
-/// The real uid's root-ness, for refusals made before any configuration is read.
-pub fn real_uid_is_root() -> bool {
-    nix::unistd::getuid().is_root()
 }
 
 /// The first line of stdin, without its `\n` and one `\r` before it. At most

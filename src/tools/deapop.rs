@@ -10,11 +10,12 @@ use std::process::ExitCode;
 
 use clap::{value_parser, Arg, ArgAction, Command};
 
-use crate::accounts::Account;
-use crate::cli::{self, Context};
-use crate::disable::{DisableList, Mark};
 use crate::error::{exit, exit_code, Error, Result};
 use crate::store;
+use crate::store::disable::{DisableList, Mark};
+use crate::system::accounts::Account;
+use crate::system::privilege;
+use crate::tools::cli::{self, Context};
 
 const TOOL: &str = "deapop";
 /// The exit statuses this tool can return (--help and the man page list these).
@@ -97,7 +98,7 @@ pub fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let m = command().get_matches();
-    if !cli::real_uid_is_root() {
+    if !privilege::is_root() {
         return Err(Error::NotPermitted(
             "only root may disable, enable, purge or list POP accounts".into(),
         )
@@ -158,7 +159,7 @@ fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
 fn enable(ctx: &Context, users: &[&str]) -> anyhow::Result<ExitCode> {
     // A name that can never be an account fails before the lock file is created.
     for user in users {
-        crate::accounts::validate_user(user)?;
+        crate::system::accounts::validate_user(user)?;
     }
     let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
         for user in users {

@@ -33,10 +33,10 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use crate::accounts::Account;
-use crate::atomic::{self, Lock};
 use crate::config::Config;
 use crate::error::{Error, Result, Unsafe};
+use crate::store::atomic::{self, Lock};
+use crate::system::accounts::Account;
 
 /// The session lock file in the Maildir.
 pub const LOCK_FILE: &str = "apoptools-pop3.lock";
@@ -636,7 +636,7 @@ impl CacheReader {
 
 /// Appends `n` in decimal, without the formatting machinery.
 fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(crate::pop3::decimal(n, &mut [0; 20]));
+    out.extend_from_slice(crate::pop3::wire::decimal(n, &mut [0; 20]));
 }
 
 /// The Maildir of `account` (no extension) or of its extension address: for `U-EXT`, the first

@@ -1,0 +1,9 @@
+//! tools: the administrator's and the user's command-line tools.
+//!
+//! - [`apoppasswd`]: set, generate, check, show or delete a mail-only POP password.
+//! - [`deapop`]: disable, enable, purge and list POP password logins (root only).
+//! - [`cli`]: what the tools share at their edges (errors to exit codes, the caller, stdin).
+
+pub mod apoppasswd;
+pub mod cli;
+pub mod deapop;
