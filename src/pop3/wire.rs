@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
 
+use crate::system::wipe::wipe;
+
 /// Longest command line accepted, in octets, CRLF included (RFC 2449 §4).
 pub const MAX_LINE: usize = 255;
 
@@ -40,14 +42,6 @@ impl Drop for Password {
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(..)")
-    }
-}
-
-fn wipe(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        // SAFETY: `b` is a valid, aligned, exclusive reference into a live buffer; the volatile
-        // write only keeps the compiler from eliding the wipe of a dead buffer.
-        unsafe { std::ptr::write_volatile(b, 0) };
     }
 }
 

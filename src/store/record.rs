@@ -18,6 +18,7 @@
 //! `apoptools-secret` header is read as imapext APOPtools' format: the first line is the secret.
 
 use crate::error::{Error, Result, Unsafe};
+use crate::system::wipe::wipe;
 
 const HEADER: &[u8] = b"apoptools-secret ";
 const VERSION: &[u8] = b"1";
@@ -38,11 +39,7 @@ impl Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: `b` is a valid, aligned, exclusive reference into our own buffer; the
-            // volatile write only keeps the compiler from eliding the wipe.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        wipe(&mut self.0);
     }
 }
 

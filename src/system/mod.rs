@@ -2,6 +2,8 @@
 //!
 //! - [`accounts`]: the one account lookup (NSS or a passwd(5)-format file) and name validation.
 //! - [`privilege`]: acting as an account (an RAII effective-id guard) and the permanent drop.
+//! - [`process`]: SIGINT ignored around a prompt, and forked worker processes.
+//! - [`wipe`]: the one routine that erases secrets and passwords from memory.
 //!
 //! This is the only module allowed `unsafe` code (the crate root denies it everywhere else);
 //! every `unsafe` block here carries a `// SAFETY:` comment saying why it is sound, and each is
@@ -9,3 +11,5 @@
 
 pub mod accounts;
 pub mod privilege;
+pub mod process;
+pub mod wipe;

@@ -21,6 +21,7 @@ use crate::store::disable::DisableList;
 use crate::store::{self, Secret, MAX_SECRET_LEN};
 use crate::system::accounts::{validate_ext, Account, Login};
 use crate::system::privilege;
+use crate::system::process;
 use crate::tools::cli::{self, Context};
 
 const TOOL: &str = "apoppasswd";
@@ -275,13 +276,9 @@ fn set(ctx: &Context, target: &Target, from_stdin: bool) -> anyhow::Result<ExitC
 /// would leave the user's terminal that way. With SIGINT ignored for the read it returns
 /// instead and restores the terminal; then the process dies of SIGINT as the user asked.
 fn prompt(text: &str) -> anyhow::Result<Secret> {
-    use nix::sys::signal::{raise, signal, SigHandler, Signal};
-    // SAFETY: SigIgn installs no handler code; the previous disposition is put back below.
-    let previous = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }
+    use nix::sys::signal::{raise, Signal};
+    let typed = process::with_sigint_ignored(|| rpassword::prompt_password(text))
         .map_err(|e| Error::io("SIGINT", e.into()))?;
-    let typed = rpassword::prompt_password(text);
-    // SAFETY: puts back the disposition found above (this program installs no handler).
-    let _ = unsafe { signal(Signal::SIGINT, previous) };
     let typed = match typed {
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
             let _ = raise(Signal::SIGINT);
@@ -506,7 +503,7 @@ const ENTRIES_PER_WRITER: usize = 64;
 /// (as the account) belongs to the whole process.
 fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
     use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{fork, pipe, ForkResult};
+    use nix::unistd::pipe;
     let writers = entries
         .len()
         .div_ceil(ENTRIES_PER_WRITER)
@@ -518,23 +515,14 @@ fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
     let mut children = Vec::new();
     for share in 0..writers {
         let forked = pipe().and_then(|(read, write)| {
-            // SAFETY: the process is single-threaded here (the pipe readers start after the
-            // last fork), so the child inherits no lock held by another thread. The child only
-            // writes its share and leaves with _exit.
-            match unsafe { fork() }? {
-                ForkResult::Child => {
-                    drop(read);
-                    let mut report = std::fs::File::from(write);
-                    let sent = write_share(ctx, entries, share, writers).iter().all(|f| {
-                        let text = f.message.replace('\n', " ");
-                        writeln!(report, "{} {} {text}", f.line, f.code).is_ok()
-                    });
-                    // SAFETY: _exit ends the child without running atexit handlers or flushing
-                    // stdio buffers inherited from the parent (which has printed nothing yet).
-                    unsafe { nix::libc::_exit(if sent { 0 } else { 1 }) }
-                }
-                ForkResult::Parent { child } => Ok((child, std::fs::File::from(read))),
-            }
+            let (child, read) = process::fork_worker(read, || {
+                let mut report = std::fs::File::from(write);
+                write_share(ctx, entries, share, writers).iter().all(|f| {
+                    let text = f.message.replace('\n', " ");
+                    writeln!(report, "{} {} {text}", f.line, f.code).is_ok()
+                })
+            })?;
+            Ok((child, std::fs::File::from(read)))
         });
         match forked {
             Ok(child) => children.push(child),
