@@ -7,6 +7,8 @@
 
 pub mod fuzzing;
 
+pub use crate::tools::manual;
+
 pub mod accounts {
     pub use crate::system::accounts::{Account, Accounts};
 }

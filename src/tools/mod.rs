@@ -3,7 +3,10 @@
 //! - [`apoppasswd`]: set, generate, check, show or delete a mail-only POP password.
 //! - [`deapop`]: disable, enable, purge and list POP password logins (root only).
 //! - [`cli`]: what the tools share at their edges (errors to exit codes, the caller, stdin).
+//! - `manual` (with the `testing` feature): the man pages and completions of all three tools.
 
 pub mod apoppasswd;
 pub mod cli;
 pub mod deapop;
+#[cfg(feature = "testing")]
+pub mod manual;
