@@ -92,8 +92,8 @@ pub fn command() -> clap::Command {
              ipop3d: end remote=IP user=NAME result=quit|closed|timeout|... messages=N \
              retrieved=N deleted=N bytes=N duration=S\n\n\
              Example (the seed's start script):\n  \
-             env - INTRANET=1 PATH=/usr/local/bin:/usr/bin:/bin \\\n    \
-             tcpserver -vR -c40 0 pop3 ipop3d 2>&1 | splogger ipop3d",
+             env - INTRANET=1 PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\\n    \
+             tcpserver -vR -c40 -p 0 pop3 ipop3d 2>&1 | splogger ipop3d",
             crate::error::exit_status_help(EXIT_STATUSES)
         ))
         .arg(

@@ -3,8 +3,9 @@
 //!
 //! This is the one place the manual's text lives: `tests/generated` compares [`generated`]
 //! with the committed files under `man/` and `completions/`, and with `UPDATE_GENERATED=1`
-//! writes them. Built only with the `testing` feature (it needs clap_mangen and clap_complete,
-//! which the shipped tools do not).
+//! writes them. Each page's SEE ALSO names the other pages, never the page itself. Built only
+//! with the `testing` feature (it needs clap_mangen and clap_complete, which the shipped tools
+//! do not).
 
 use clap_complete::Shell;
 
@@ -62,8 +63,23 @@ fn man_page(cmd: clap::Command, sect: &str, extra: &str) -> String {
     text
 }
 
-const SEE_ALSO: &str =
-    ".BR apoppasswd (1),\n.BR deapop (8),\n.BR ipop3d (8),\n.BR apoptools.conf (5)\n";
+/// Every page of the manual, as (name, section).
+const PAGES: &[(&str, &str)] = &[
+    ("apoppasswd", "1"),
+    ("deapop", "8"),
+    ("ipop3d", "8"),
+    ("apoptools.conf", "5"),
+];
+
+/// The SEE ALSO list of page `name`: every other page of the manual.
+fn see_also(name: &str) -> String {
+    let others: Vec<String> = PAGES
+        .iter()
+        .filter(|(page, _)| *page != name)
+        .map(|(page, sect)| format!(".BR {page} ({sect})"))
+        .collect();
+    others.join(",\n") + "\n"
+}
 
 fn apoppasswd_page() -> String {
     let files = tagged(&[
@@ -86,7 +102,7 @@ fn apoppasswd_page() -> String {
         + &section("FILE FORMAT", &format)
         + &exit_statuses(&exit_statuses_for(crate::tools::apoppasswd::EXIT_CODES))
         + &section("SECURITY", &security)
-        + &section("SEE ALSO", SEE_ALSO);
+        + &section("SEE ALSO", &see_also("apoppasswd"));
     man_page(crate::tools::apoppasswd::command(), "1", &extra)
 }
 
@@ -101,7 +117,7 @@ fn deapop_page() -> String {
     let extra = section("FILES", &files)
         + &exit_statuses(&exit_statuses_for(crate::tools::deapop::EXIT_CODES))
         + &section("SECURITY", &security)
-        + &section("SEE ALSO", SEE_ALSO);
+        + &section("SEE ALSO", &see_also("deapop"));
     man_page(crate::tools::deapop::command(), "8", &extra)
 }
 
@@ -110,7 +126,7 @@ fn ipop3d_page() -> String {
 #!/bin/sh\n\
 exec env \\- \\e\n\
 INTRANET=1 \\e\n\
-PATH=/usr/local/bin:/bin:/usr/bin \\e\n\
+PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\e\n\
 tcpserver \\-vR \\-c40 \\-p 0 pop3 ipop3d 2>&1 | splogger ipop3d &\n\
 .fi\n\
 .PP\nUnder systemd, a socket unit and a service template, one process per connection:\n.PP\n.nf\n\
@@ -124,7 +140,7 @@ WantedBy=sockets.target\n\
 \n\
 # /etc/systemd/system/ipop3d@.service\n\
 [Service]\n\
-ExecStart=/usr/local/bin/ipop3d\n\
+ExecStart=/usr/local/sbin/ipop3d\n\
 StandardInput=socket\n\
 StandardError=journal\n\
 Environment=INTRANET=1\n\
@@ -156,7 +172,7 @@ Environment=INTRANET=1\n\
         .as_str()
         + &exit_statuses(crate::server::ipop3d::EXIT_STATUSES)
         + &section("SECURITY", &security)
-        + &section("SEE ALSO", SEE_ALSO);
+        + &section("SEE ALSO", &see_also("ipop3d"));
     man_page(crate::server::ipop3d::command(), "8", &extra)
 }
 
@@ -180,7 +196,7 @@ fn conf_page() -> String {
         .collect();
     out += &section("KEYS", &tagged(&items));
     out += &section("EXAMPLE", ".nf\n# virtual mail users, Postfix-style extensions\npasswd_file = /etc/apoptools/passwd\next_delimiter = +\ndotqmail = .forward\nplaintext = never\nmin_length = 10\n.fi\n");
-    out += &section("SEE ALSO", SEE_ALSO);
+    out += &section("SEE ALSO", &see_also("apoptools.conf"));
     out
 }
 
