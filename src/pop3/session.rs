@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::maildir::{self, Maildrop, Refused};
 use crate::pop3::wire::{BodyEncoder, Command, LineError, Parser, Response};
+use crate::system::wipe::wipe;
 
 /// What the session needs from the configuration.
 #[derive(Debug, Clone)]
@@ -277,7 +278,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
                 Ok(n) => {
                     parser.feed(&chunk[..n]);
                     // The bytes may hold a password; the parser keeps what it needs.
-                    chunk[..n].iter_mut().for_each(|b| *b = 0);
+                    wipe(&mut chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)

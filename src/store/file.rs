@@ -20,6 +20,7 @@ use crate::error::{Error, Result, Unsafe};
 use crate::store::atomic::{self, check_regular, open_nofollow, unsafe_file, Lock};
 use crate::system::accounts::{validate_ext, Account};
 use crate::system::privilege::AsAccount;
+use crate::system::wipe::wipe;
 
 use super::record::{decode, encode, Record, Secret};
 
@@ -57,7 +58,7 @@ pub fn read(account: &Account, ext: Option<&str>) -> Result<Record> {
         return Err(unsafe_file(&path, Unsafe::TooLarge(bytes.len() as u64)));
     }
     let record = decode(&bytes).map_err(|why| unsafe_file(&path, why));
-    bytes.iter_mut().for_each(|b| *b = 0);
+    wipe(&mut bytes);
     record
 }
 
@@ -138,7 +139,7 @@ pub fn write(
     };
     let mut bytes = encode(&record);
     let result = atomic::replace(&path, &bytes, 0o600);
-    bytes.iter_mut().for_each(|b| *b = 0);
+    wipe(&mut bytes);
     result
 }
 
