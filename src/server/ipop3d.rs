@@ -15,11 +15,10 @@
 //! - Log lines go to stderr, one per event: `ipop3d: <event> remote=<ip> key=value...`. They
 //!   never hold a secret, a password or a digest; user names are escaped and capped.
 
-use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Arg, ArgAction};
@@ -31,6 +30,8 @@ use crate::maildir;
 use crate::pop3::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
 use crate::pop3::wire::Response;
 use crate::store;
+
+use super::connection;
 use crate::store::disable::DisableList;
 use crate::system::accounts::Accounts;
 use crate::system::privilege;
@@ -130,7 +131,7 @@ pub fn main() -> ExitCode {
                 &remote,
                 &format!("reason={:?}", format!("{err:#}")),
             );
-            let _ = Stdout.write_all(&Response::Unavailable.to_bytes());
+            let _ = connection::Stdout.write_all(&Response::Unavailable.to_bytes());
             ExitCode::from(crate::error::exit_code(&err))
         }
     }
@@ -151,16 +152,16 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
         max_auth_failures: config.max_auth_failures,
         timestamp: timestamp(&hostname(&config)),
     };
-    set_socket_options(config.timeout);
+    connection::set_socket_options(config.timeout);
     let auth = SystemAuth {
         config: &config,
         accounts,
     };
     let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
-    let input = Stdin {
+    let input = connection::Stdin {
         timeout: config.timeout,
     };
-    let summary = Session::new(settings, auth, &mut log).run(input, Stdout);
+    let summary = Session::new(settings, auth, &mut log).run(input, connection::Stdout);
     log_line(
         "end",
         remote,
@@ -276,52 +277,6 @@ fn remote_address() -> String {
 fn log_line(event: &str, remote: &str, fields: &str) {
     let line = format!("ipop3d: {event} remote={remote} {fields}\n");
     let _ = io::stderr().write_all(line.as_bytes());
-}
-
-/// On a socket at standard output: TCP_NODELAY (TCP only) and a send timeout of `timeout`, so a
-/// client that stops reading cannot hold the process forever. Anything else (a pipe in tests,
-/// ENOTSOCK) is left alone.
-fn set_socket_options(timeout: Duration) {
-    use nix::sys::socket::{setsockopt, sockopt};
-    let stdout = io::stdout();
-    let _ = setsockopt(&stdout.as_fd(), sockopt::TcpNoDelay, &true);
-    let limit = nix::sys::time::TimeVal::new(timeout.as_secs().min(i32::MAX as u64) as _, 0);
-    let _ = setsockopt(&stdout.as_fd(), sockopt::SendTimeout, &limit);
-}
-
-/// Standard input with the idle timeout: poll(2) before each read; expiry is `TimedOut`.
-struct Stdin {
-    timeout: Duration,
-}
-
-impl Read for Stdin {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let millis = self.timeout.as_millis().min(i32::MAX as u128) as i32;
-        let stdin = io::stdin();
-        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
-            Ok(_) => {}
-            Err(e) => return Err(e.into()),
-        }
-        nix::unistd::read(nix::libc::STDIN_FILENO, buf).map_err(io::Error::from)
-    }
-}
-
-/// Standard output without std's line buffering: the session does its own batching.
-struct Stdout;
-
-impl Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        nix::unistd::write(io::stdout(), buf).map_err(io::Error::from)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! timeout, the store, the disable list, the permanent privilege drop, the log). The
 //! privilege-separated front and back, their pipe format and TLS will join it here.
 //!
-//! - [`ipop3d`]: the command line, the entry point and the system authenticator.
+//! - [`ipop3d`]: the command line, the entry point, the system authenticator and the log.
+//! - [`connection`]: standard input with the idle timeout, standard output, socket options.
 
+pub mod connection;
 pub mod ipop3d;
