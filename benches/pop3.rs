@@ -669,10 +669,10 @@ fn setup_site(
             site.dir.join("disabled").display()
         );
         data::write_file(&conf, text.as_bytes(), 0o644)?;
-        let accounts = apoptools::accounts::Accounts::open(Some(&passwd))?;
+        let accounts = apoptools::testing::accounts::Accounts::open(Some(&passwd))?;
         for u in &users {
             let account = accounts.by_name(&u.name)?;
-            apoptools::store::write(
+            apoptools::testing::store::write(
                 &account,
                 None,
                 u.secret.as_bytes(),

@@ -22,8 +22,6 @@ pub enum Plaintext {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The file this came from, if any (for messages).
-    pub source: Option<PathBuf>,
     pub passwd_file: Option<PathBuf>,
     pub disabled_file: PathBuf,
     pub maildir: PathBuf,
@@ -44,7 +42,6 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            source: None,
             passwd_file: None,
             disabled_file: PathBuf::from("/etc/apoptools/disabled"),
             maildir: PathBuf::from("Maildir"),
@@ -80,10 +77,7 @@ impl Config {
 
     /// Parses the text of a configuration file; `origin` names it in errors.
     pub fn parse(bytes: &[u8], origin: &Path) -> Result<Config> {
-        let mut cfg = Config {
-            source: Some(origin.to_path_buf()),
-            ..Config::default()
-        };
+        let mut cfg = Config::default();
         let mut seen: Vec<&str> = Vec::new();
         for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let lineno = index + 1;
@@ -166,10 +160,7 @@ impl Config {
             }
             "hostname" => {
                 let v = nonempty()?;
-                if !v
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-                {
+                if !is_host_name(v) {
                     return Err(format!("{key} must be a host name, not {v:?}"));
                 }
                 self.hostname = Some(v.to_string());
@@ -187,6 +178,8 @@ impl Config {
 /// One configuration key: its name, default and meaning (apoptools.conf(5) is generated from
 /// this table, so the manual cannot drift from the parser).
 #[derive(Debug, Clone, Copy)]
+// `default` and `doc` are read only by the man page generator, which is built with `testing`.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub struct Key {
     pub name: &'static str,
     pub default: &'static str,
@@ -272,6 +265,17 @@ fn number(key: &str, value: &str, min: u64, max: u64) -> std::result::Result<u64
             "{key} must be a whole number from {min} to {max}, not {value:?}"
         )),
     }
+}
+
+/// Whether `name` may stand in the greeting as the host name (config `hostname`, or
+/// `TCPLOCALHOST` and the system's name in ipop3d): 1-253 bytes of letters, digits, `-`, `.`
+/// and `_`, so nothing odd can reach the APOP timestamp.
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
 }
 
 #[cfg(test)]

@@ -4,34 +4,54 @@
 //! it), `deapop` (root disables, enables and purges) and `ipop3d` (a POP3 server, one process per
 //! connection, that checks APOP and USER/PASS against the same store and serves the Maildir).
 //!
-//! The layers, bottom up:
+//! The library exports only the three entry points; everything else is `pub(crate)`. The
+//! layers, bottom up:
+//! - [`error`]: the typed failures callers branch on, and their exit statuses.
 //! - [`config`]: the one optional `key = value` file all three tools read.
-//! - [`accounts`]: one account lookup (NSS or a passwd(5)-format file) and name validation.
-//! - [`privilege`]: acting as an account (an RAII effective-id guard) and the permanent drop.
-//! - [`atomic`]: the one lock-and-replace routine every writer uses.
-//! - [`store`]: the secret of an account in `~/.apop` / `~/.apop-EXT`, checked on the handle.
-//! - [`disable`]: the root-owned disable list.
-//! - [`apop`]: the APOP digest and constant-time comparison.
-//! - [`pop3`], [`maildir`], [`session`]: the POP3 server.
-//! - [`cli`]: what the tools share at their edges (errors to exit codes, the caller, stdin).
-//! - [`apoppasswd`], [`deapop`], [`ipop3d`]: the tools' command lines and entry points.
+//! - [`system`]: accounts, privilege, and every `unsafe` call into the operating system.
+//! - [`store`]: the secrets in `~/.apop` / `~/.apop-EXT`, the disable list, and the one
+//!   lock-and-replace routine both use.
+//! - [`auth`]: the APOP digest and constant-time comparison.
+//! - [`maildir`]: one session's view of a Maildir (the maildrop).
+//! - [`pop3`]: the wire format and the session state machine.
+//! - [`server`]: ipop3d, the server process around the session.
+//! - [`tools`]: apoppasswd and deapop, and what they share at their edges.
+//!
+//! With the `testing` feature, [`testing`] re-exports what the integration tests, benches and
+//! fuzz targets need; the shipped library has none of it.
 
-pub mod accounts;
-pub mod apop;
-pub mod atomic;
-pub mod config;
-pub mod disable;
-pub mod error;
-pub mod fuzzing;
-pub mod privilege;
-pub mod store;
+#![deny(unsafe_code)]
 
-pub mod maildir;
-pub mod pop3;
-pub mod session;
+pub(crate) mod config;
+pub(crate) mod error;
 
-pub mod cli;
+// The one place `unsafe` is allowed; every block there has a `// SAFETY:` comment.
+#[allow(unsafe_code)]
+pub(crate) mod system;
 
-pub mod apoppasswd;
-pub mod deapop;
-pub mod ipop3d;
+pub(crate) mod auth;
+pub(crate) mod store;
+
+pub(crate) mod maildir;
+pub(crate) mod pop3;
+
+pub(crate) mod server;
+pub(crate) mod tools;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// `apoppasswd(1)`: set, generate, check, show or delete a mail-only POP password.
+pub mod apoppasswd {
+    pub use crate::tools::apoppasswd::main;
+}
+
+/// `deapop(8)`: disable, enable, purge and list POP password logins.
+pub mod deapop {
+    pub use crate::tools::deapop::main;
+}
+
+/// `ipop3d(8)`: one POP3 session on stdin/stdout.
+pub mod ipop3d {
+    pub use crate::server::ipop3d::main;
+}

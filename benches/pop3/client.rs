@@ -116,7 +116,7 @@ impl Pop3 {
             .timestamp
             .clone()
             .ok_or_else(|| err("the greeting has no APOP timestamp"))?;
-        let d = apoptools::apop::digest(&ts, secret.as_bytes());
+        let d = apoptools::testing::apop::digest(&ts, secret.as_bytes());
         let mut cmd = format!("APOP {user} ").into_bytes();
         cmd.extend_from_slice(&d);
         self.simple(&cmd)?;

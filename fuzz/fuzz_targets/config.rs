@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| apoptools::fuzzing::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| apoptools::testing::fuzzing::config(data));

@@ -25,20 +25,20 @@ fn run(target: &str, check: fn(&[u8])) {
 
 #[test]
 fn config_corpus() {
-    run("config", apoptools::fuzzing::config);
+    run("config", apoptools::testing::fuzzing::config);
 }
 
 #[test]
 fn store_file_corpus() {
-    run("store_file", apoptools::fuzzing::store_file);
+    run("store_file", apoptools::testing::fuzzing::store_file);
 }
 
 #[test]
 fn pop3_parser_corpus() {
-    run("pop3_parser", apoptools::fuzzing::pop3_parser);
+    run("pop3_parser", apoptools::testing::fuzzing::pop3_parser);
 }
 
 #[test]
 fn session_corpus() {
-    run("session", apoptools::fuzzing::session);
+    run("session", apoptools::testing::fuzzing::session);
 }

@@ -68,7 +68,8 @@ impl Direct {
     }
 
     pub fn apop_line(&self, user: &str, secret: &str) -> String {
-        let digest = apoptools::apop::digest(self.timestamp().as_bytes(), secret.as_bytes());
+        let digest =
+            apoptools::testing::apop::digest(self.timestamp().as_bytes(), secret.as_bytes());
         format!(
             "APOP {user} {}",
             String::from_utf8(digest.to_vec()).unwrap()

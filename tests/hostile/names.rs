@@ -82,7 +82,7 @@ fn hostile_login_names_fail_like_unknown_users() {
     let auth_reply = pop.err("PASS whatever");
     assert!(auth_reply.starts_with("-ERR [AUTH]"), "{auth_reply:?}");
     let digest = String::from_utf8(
-        apoptools::apop::digest(pop.timestamp().as_bytes(), b"whatever").to_vec(),
+        apoptools::testing::apop::digest(pop.timestamp().as_bytes(), b"whatever").to_vec(),
     )
     .unwrap();
     let mut tried = 0;
@@ -154,9 +154,10 @@ fn hostile_login_names_open_nothing_outside() {
         &config,
         &["strace", "-f", "-qq", "-e", "trace=%file", "-o", &trace_arg],
     );
-    let digest =
-        String::from_utf8(apoptools::apop::digest(d.timestamp().as_bytes(), b"whatever").to_vec())
-            .unwrap();
+    let digest = String::from_utf8(
+        apoptools::testing::apop::digest(d.timestamp().as_bytes(), b"whatever").to_vec(),
+    )
+    .unwrap();
     for (name, _) in hostile_logins() {
         let mut bytes = b"USER ".to_vec();
         bytes.extend_from_slice(&name);

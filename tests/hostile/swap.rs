@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use apoptools::store::{self, Record, Secret};
+use apoptools::testing::store::{self, Record, Secret};
 
 /// Each round lasts at least this long and until [`ATTEMPTS`] of each kind, but never longer
 /// than [`LIMIT`].

@@ -138,7 +138,8 @@ impl Pop {
 
     /// The APOP command line for `user` and `secret` under this session's timestamp.
     pub fn apop_line(&self, user: &str, secret: &str) -> String {
-        let digest = apoptools::apop::digest(self.timestamp().as_bytes(), secret.as_bytes());
+        let digest =
+            apoptools::testing::apop::digest(self.timestamp().as_bytes(), secret.as_bytes());
         format!(
             "APOP {user} {}",
             String::from_utf8(digest.to_vec()).unwrap()

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use apoptools::accounts::Account;
-use apoptools::disable::{DisableList, Mark};
-use apoptools::store::{self, Record, Secret};
+use apoptools::testing::accounts::Account;
+use apoptools::testing::disable::{DisableList, Mark};
+use apoptools::testing::store::{self, Record, Secret};
 
 use crate::client::Pop;
 

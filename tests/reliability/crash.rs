@@ -7,8 +7,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use apoptools::accounts::Account;
-use apoptools::disable::DisableList;
+use apoptools::testing::accounts::Account;
+use apoptools::testing::disable::DisableList;
 
 use crate::harness::{need_root, User, World, APOPPASSWD, DEAPOP};
 use crate::Rng;
@@ -48,7 +48,7 @@ fn run_and_kill(program: &str, args: &[&str], input: &[u8], delay: Duration) -> 
 }
 
 fn secret_of(u: &User) -> Vec<u8> {
-    apoptools::store::read(&account(u), None)
+    apoptools::testing::store::read(&account(u), None)
         .unwrap_or_else(|e| panic!("{}: store unreadable after a kill: {e}", u.name))
         .secret
         .as_bytes()
@@ -190,9 +190,9 @@ fn sigkill_at_random_moments_leaves_old_or_new_root() {
             .run()
             .success();
         assert!(world.verifies(&u.name, "final-password"));
-        assert!(apoptools::atomic::stale_temps(&u.home.join(".apop")).is_empty());
+        assert!(apoptools::testing::atomic::stale_temps(&u.home.join(".apop")).is_empty());
     }
     world.deapop().arg("--enable").args(&names).run().success();
     assert!(marks(&world).is_empty());
-    assert!(apoptools::atomic::stale_temps(&world.disabled).is_empty());
+    assert!(apoptools::testing::atomic::stale_temps(&world.disabled).is_empty());
 }

@@ -12,10 +12,11 @@ use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::error::{exit_code, Error, Result};
 use crate::store::{Secret, MAX_SECRET_LEN};
+use crate::system::accounts::Accounts;
+use crate::system::privilege;
 
 /// Turns a tool's result into its exit status, printing an error once on stderr.
 pub fn finish(tool: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
@@ -49,12 +50,6 @@ pub struct Caller {
     pub uid: u32,
     /// The account name of the uid (`root` for uid 0 even when a `passwd_file` lacks it).
     pub name: String,
-}
-
-impl Caller {
-    pub fn is_root(&self) -> bool {
-        self.uid == 0
-    }
 }
 
 /// Everything a run needs before it looks at its arguments' accounts.
@@ -91,17 +86,12 @@ impl Context {
 
     /// Refuses anyone but root, saying what only root may do.
     pub fn require_root(&self, what: &str) -> Result<()> {
-        if self.caller.is_root() {
+        if privilege::is_root() {
             Ok(())
         } else {
             Err(Error::NotPermitted(format!("only root may {what}")))
         }
     }
-}
-
-/// The real uid's root-ness, for refusals made before any configuration is read.
-pub fn real_uid_is_root() -> bool {
-    nix::unistd::getuid().is_root()
 }
 
 /// The first line of stdin, without its `\n` and one `\r` before it. At most
@@ -159,27 +149,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// A JSON string literal for `s` (quotes, backslashes and control characters escaped).
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,10 +160,5 @@ mod tests {
         assert_eq!(utc(1_136_073_599), "2005-12-31 23:59:59 UTC");
         assert_eq!(utc(4_107_542_400), "2100-03-01 00:00:00 UTC");
         assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
-    }
-
-    #[test]
-    fn json_escapes() {
-        assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
     }
 }

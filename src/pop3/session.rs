@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::maildir::{self, Maildrop, Refused};
-use crate::pop3::{BodyEncoder, Command, LineError, Parser, Response};
+use crate::pop3::wire::{BodyEncoder, Command, LineError, Parser, Response};
+use crate::system::wipe::wipe;
 
 /// What the session needs from the configuration.
 #[derive(Debug, Clone)]
@@ -277,7 +278,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
                 Ok(n) => {
                     parser.feed(&chunk[..n]);
                     // The bytes may hold a password; the parser keeps what it needs.
-                    chunk[..n].iter_mut().for_each(|b| *b = 0);
+                    wipe(&mut chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -657,7 +658,7 @@ mod tests {
                     digest,
                 } => {
                     *login == "alice"
-                        && crate::apop::verify(timestamp.as_bytes(), b"open sesame", digest)
+                        && crate::auth::apop::verify(timestamp.as_bytes(), b"open sesame", digest)
                 }
             };
             if ok {
@@ -764,7 +765,7 @@ mod tests {
     #[test]
     fn apop_login_and_capa() {
         let dir = maildir(&[]);
-        let digest = crate::apop::digest(TS.as_bytes(), b"open sesame");
+        let digest = crate::auth::apop::digest(TS.as_bytes(), b"open sesame");
         let digest = std::str::from_utf8(&digest).unwrap();
         let r = run(
             dir.path(),
@@ -1186,7 +1187,7 @@ mod tests {
 
     #[test]
     fn allowed_table() {
-        use crate::pop3::parse_line;
+        use crate::pop3::wire::parse_line;
         let dir = maildir(&[]);
         let open = || State::Transaction(Box::new(Maildrop::open(dir.path()).unwrap()));
         let fresh = State::Authorization { user: None };

@@ -84,7 +84,6 @@ pub enum Accounts {
     System,
     /// A passwd(5)-format file, parsed once.
     File {
-        path: PathBuf,
         by_name: HashMap<String, Account>,
         order: Vec<String>,
     },
@@ -125,11 +124,7 @@ impl Accounts {
                 order.push(f[0].to_string());
             }
         }
-        Ok(Accounts::File {
-            path: path.to_path_buf(),
-            by_name,
-            order,
-        })
+        Ok(Accounts::File { by_name, order })
     }
 
     /// The account named `name`, after validating the name.
@@ -194,14 +189,6 @@ impl Accounts {
                 order.iter().map(|n| by_name[n].clone()).collect()
             }
             Accounts::System => system_accounts(),
-        }
-    }
-
-    /// The passwd file in use, if any.
-    pub fn file(&self) -> Option<&Path> {
-        match self {
-            Accounts::File { path, .. } => Some(path),
-            Accounts::System => None,
         }
     }
 }

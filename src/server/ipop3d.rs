@@ -4,7 +4,7 @@
 //! Guarantees:
 //! - Credentials are checked against the same store apoppasswd writes ([`store::read`], done as
 //!   the account); uid 0 and disabled accounts never log in; every failure looks the same to
-//!   the client (see [`crate::session`]).
+//!   the client (see [`crate::pop3::session`]).
 //! - Before any mail is touched the process becomes the account for good
 //!   ([`privilege::drop_permanently`]); started as non-root it serves only its own uid.
 //! - The idle timeout (`timeout`) is enforced with poll(2) before every read; on expiry the
@@ -15,25 +15,26 @@
 //! - Log lines go to stderr, one per event: `ipop3d: <event> remote=<ip> key=value...`. They
 //!   never hold a secret, a password or a digest; user names are escaped and capped.
 
-use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Arg, ArgAction};
 
-use crate::accounts::Accounts;
-use crate::apop;
-use crate::config::{Config, Plaintext};
-use crate::disable::DisableList;
+use crate::auth::apop;
+use crate::config::{is_host_name, Config, Plaintext};
 use crate::error::{exit, Error};
 use crate::maildir;
-use crate::pop3::Response;
-use crate::privilege;
-use crate::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
+use crate::pop3::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
+use crate::pop3::wire::Response;
 use crate::store;
+
+use super::connection;
+use crate::store::disable::DisableList;
+use crate::system::accounts::Accounts;
+use crate::system::privilege;
 
 /// The session ended in an error (too many failed logins, mailbox unavailable, I/O).
 pub const EXIT_SESSION_ERROR: u8 = 1;
@@ -92,8 +93,8 @@ pub fn command() -> clap::Command {
              ipop3d: end remote=IP user=NAME result=quit|closed|timeout|... messages=N \
              retrieved=N deleted=N bytes=N duration=S\n\n\
              Example (the seed's start script):\n  \
-             env - INTRANET=1 PATH=/usr/local/bin:/usr/bin:/bin \\\n    \
-             tcpserver -vR -c40 0 pop3 ipop3d 2>&1 | splogger ipop3d",
+             env - INTRANET=1 PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\\n    \
+             tcpserver -vR -c40 -p 0 pop3 ipop3d 2>&1 | splogger ipop3d",
             crate::error::exit_status_help(EXIT_STATUSES)
         ))
         .arg(
@@ -130,7 +131,7 @@ pub fn main() -> ExitCode {
                 &remote,
                 &format!("reason={:?}", format!("{err:#}")),
             );
-            let _ = Stdout.write_all(&Response::Unavailable.to_bytes());
+            let _ = connection::Stdout.write_all(&Response::Unavailable.to_bytes());
             ExitCode::from(crate::error::exit_code(&err))
         }
     }
@@ -151,16 +152,16 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
         max_auth_failures: config.max_auth_failures,
         timestamp: timestamp(&hostname(&config)),
     };
-    set_socket_options(config.timeout);
+    connection::set_socket_options(config.timeout);
     let auth = SystemAuth {
         config: &config,
         accounts,
     };
     let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
-    let input = Stdin {
+    let input = connection::Stdin {
         timeout: config.timeout,
     };
-    let summary = Session::new(settings, auth, &mut log).run(input, Stdout);
+    let summary = Session::new(settings, auth, &mut log).run(input, connection::Stdout);
     log_line(
         "end",
         remote,
@@ -241,22 +242,19 @@ fn why(e: &Error) -> String {
 /// The name in the greeting: `hostname` from the configuration, else `TCPLOCALHOST`, else
 /// the system's host name.
 fn hostname(config: &Config) -> String {
-    let valid = |h: &str| {
-        !h.is_empty()
-            && h.len() <= 253
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-    };
     if let Some(h) = &config.hostname {
         return h.clone();
     }
-    if let Some(h) = std::env::var("TCPLOCALHOST").ok().filter(|h| valid(h)) {
+    if let Some(h) = std::env::var("TCPLOCALHOST")
+        .ok()
+        .filter(|h| is_host_name(h))
+    {
         return h;
     }
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .filter(|h| valid(h))
+        .filter(|h| is_host_name(h))
         .unwrap_or_else(|| "localhost".into())
 }
 
@@ -279,52 +277,6 @@ fn remote_address() -> String {
 fn log_line(event: &str, remote: &str, fields: &str) {
     let line = format!("ipop3d: {event} remote={remote} {fields}\n");
     let _ = io::stderr().write_all(line.as_bytes());
-}
-
-/// On a socket at standard output: TCP_NODELAY (TCP only) and a send timeout of `timeout`, so a
-/// client that stops reading cannot hold the process forever. Anything else (a pipe in tests,
-/// ENOTSOCK) is left alone.
-fn set_socket_options(timeout: Duration) {
-    use nix::sys::socket::{setsockopt, sockopt};
-    let stdout = io::stdout();
-    let _ = setsockopt(&stdout.as_fd(), sockopt::TcpNoDelay, &true);
-    let limit = nix::sys::time::TimeVal::new(timeout.as_secs().min(i32::MAX as u64) as _, 0);
-    let _ = setsockopt(&stdout.as_fd(), sockopt::SendTimeout, &limit);
-}
-
-/// Standard input with the idle timeout: poll(2) before each read; expiry is `TimedOut`.
-struct Stdin {
-    timeout: Duration,
-}
-
-impl Read for Stdin {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let millis = self.timeout.as_millis().min(i32::MAX as u128) as i32;
-        let stdin = io::stdin();
-        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
-            Ok(_) => {}
-            Err(e) => return Err(e.into()),
-        }
-        nix::unistd::read(nix::libc::STDIN_FILENO, buf).map_err(io::Error::from)
-    }
-}
-
-/// Standard output without std's line buffering: the session does its own batching.
-struct Stdout;
-
-impl Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        nix::unistd::write(io::stdout(), buf).map_err(io::Error::from)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

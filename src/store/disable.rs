@@ -12,8 +12,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::atomic::{self, check_regular, open_nofollow, unsafe_file, Lock};
 use crate::error::{Error, Result, Unsafe};
+use crate::store::atomic::{self, check_regular, open_nofollow, unsafe_file, Lock};
 
 const MAX_LEN: u64 = 64 << 20;
 

@@ -9,12 +9,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{value_parser, Arg, ArgAction, Command};
+use serde::Serialize;
 
-use crate::accounts::Account;
-use crate::cli::{self, Context};
-use crate::disable::{DisableList, Mark};
 use crate::error::{exit, exit_code, Error, Result};
 use crate::store;
+use crate::store::disable::{DisableList, Mark};
+use crate::system::accounts::Account;
+use crate::system::privilege;
+use crate::tools::cli::{self, Context};
 
 const TOOL: &str = "deapop";
 /// The exit statuses this tool can return (--help and the man page list these).
@@ -97,7 +99,7 @@ pub fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let m = command().get_matches();
-    if !cli::real_uid_is_root() {
+    if !privilege::is_root() {
         return Err(Error::NotPermitted(
             "only root may disable, enable, purge or list POP accounts".into(),
         )
@@ -158,7 +160,7 @@ fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
 fn enable(ctx: &Context, users: &[&str]) -> anyhow::Result<ExitCode> {
     // A name that can never be an account fails before the lock file is created.
     for user in users {
-        crate::accounts::validate_user(user)?;
+        crate::system::accounts::validate_user(user)?;
     }
     let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
         for user in users {
@@ -316,35 +318,83 @@ fn state(row: &Row) -> &'static str {
     }
 }
 
+/// One object of `--list --json`.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    user: &'a str,
+    uid: Option<u32>,
+    state: &'static str,
+    disabled_since: Option<u64>,
+    disabled_by: Option<&'a str>,
+    main: bool,
+    extensions: Vec<&'a str>,
+}
+
+/// `--list --json`: an array with one object a line (`[]` when empty), through serde_json.
 fn to_json(rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return "[]\n".to_string();
+    }
     let objects: Vec<String> = rows
         .iter()
         .map(|r| {
-            let uid = r.uid.map_or("null".to_string(), |u| u.to_string());
-            let (since, by) = match &r.mark {
-                Some(m) => (m.since.to_string(), cli::json_string(&m.by)),
-                None => ("null".to_string(), "null".to_string()),
+            let row = JsonRow {
+                user: &r.user,
+                uid: r.uid,
+                state: state(r),
+                disabled_since: r.mark.as_ref().map(|m| m.since),
+                disabled_by: r.mark.as_ref().map(|m| m.by.as_str()),
+                main: r.secrets.contains(&None),
+                extensions: r.secrets.iter().flatten().map(String::as_str).collect(),
             };
-            let exts: Vec<String> = r
-                .secrets
-                .iter()
-                .flatten()
-                .map(|e| cli::json_string(e))
-                .collect();
+            let mut out = Vec::new();
+            row.serialize(&mut serde_json::Serializer::with_formatter(
+                &mut out, OneLine,
+            ))
+            .expect("a row serialises");
             format!(
-                "  {{\"user\": {}, \"uid\": {uid}, \"state\": \"{}\", \"disabled_since\": {since}, \
-                 \"disabled_by\": {by}, \"main\": {}, \"extensions\": [{}]}}",
-                cli::json_string(&r.user),
-                state(r),
-                r.secrets.contains(&None),
-                exts.join(", ")
+                "  {}",
+                String::from_utf8(out).expect("serde_json writes UTF-8")
             )
         })
         .collect();
-    if objects.is_empty() {
-        "[]\n".to_string()
-    } else {
-        format!("[\n{}\n]\n", objects.join(",\n"))
+    format!("[\n{}\n]\n", objects.join(",\n"))
+}
+
+/// serde_json's compact output with a space after every `:` and `,`, so each object reads as
+/// one line: `{"user": "alice", "uid": 1000, ...}`.
+struct OneLine;
+
+impl serde_json::ser::Formatter for OneLine {
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
     }
 }
 
@@ -385,5 +435,25 @@ mod tests {
              \"main\": false, \"extensions\": []}\n]\n"
         );
         assert_eq!(to_json(&[]), "[]\n");
+    }
+
+    #[test]
+    fn json_escapes() {
+        let rows = [Row {
+            user: "alice".into(),
+            uid: None,
+            mark: Some(Mark {
+                since: 1,
+                by: "a\"b\\c\n\u{1}é".into(),
+            }),
+            secrets: vec![],
+        }];
+        let text = to_json(&rows);
+        assert!(
+            text.contains(r#""disabled_by": "a\"b\\c\n\u0001é""#),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back[0]["disabled_by"], "a\"b\\c\n\u{1}é");
     }
 }

@@ -15,7 +15,7 @@
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -222,7 +222,8 @@ fn remove_stale_temps(dir: &Path, name: &str) {
 }
 
 /// The temp files [`replace`] would leave for `target` if a writer died (for tests and checks).
-pub fn stale_temps(target: &Path) -> Vec<PathBuf> {
+#[cfg(any(test, feature = "testing"))]
+pub fn stale_temps(target: &Path) -> Vec<std::path::PathBuf> {
     let Ok((dir, name)) = split(target) else {
         return Vec::new();
     };

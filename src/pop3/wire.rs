@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
 
+use crate::system::wipe::wipe;
+
 /// Longest command line accepted, in octets, CRLF included (RFC 2449 §4).
 pub const MAX_LINE: usize = 255;
 
@@ -43,20 +45,12 @@ impl fmt::Debug for Password {
     }
 }
 
-fn wipe(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        // SAFETY: `b` is a valid, aligned, exclusive reference into a live buffer; the volatile
-        // write only keeps the compiler from eliding the wipe of a dead buffer.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
-}
-
 /// One client command with its arguments, syntax already checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     User(String),
     Pass(Password),
-    /// `APOP name digest`: the digest as sent (checked by [`crate::apop::verify`]).
+    /// `APOP name digest`: the digest as sent (checked by [`crate::auth::apop::verify`]).
     Apop {
         name: String,
         digest: String,
@@ -74,27 +68,6 @@ pub enum Command {
     },
     Uidl(Option<u32>),
     Capa,
-}
-
-impl Command {
-    /// The keyword, upper case, for logs.
-    pub fn keyword(&self) -> &'static str {
-        match self {
-            Command::User(_) => "USER",
-            Command::Pass(_) => "PASS",
-            Command::Apop { .. } => "APOP",
-            Command::Stat => "STAT",
-            Command::List(_) => "LIST",
-            Command::Retr(_) => "RETR",
-            Command::Dele(_) => "DELE",
-            Command::Noop => "NOOP",
-            Command::Rset => "RSET",
-            Command::Quit => "QUIT",
-            Command::Top { .. } => "TOP",
-            Command::Uidl(_) => "UIDL",
-            Command::Capa => "CAPA",
-        }
-    }
 }
 
 /// Why a line is not a command. The session answers each with `-ERR` and goes on.
@@ -194,11 +167,6 @@ impl Parser {
     /// The next complete line's command or error, in order.
     pub fn next_item(&mut self) -> Option<Result<Command, LineError>> {
         self.ready.pop_front()
-    }
-
-    /// Whether a complete line is waiting (the session flushes its replies when none is).
-    pub fn has_line(&self) -> bool {
-        !self.ready.is_empty()
     }
 }
 
@@ -641,7 +609,7 @@ mod tests {
         assert_eq!(p.next_item(), Some(Err(LineError::TooLong)));
         assert_eq!(p.next_item(), Some(Ok(Command::Stat)));
         assert_eq!(p.next_item(), None);
-        assert!(!p.has_line());
+        assert!(p.ready.is_empty());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::ffi::CString;
 
 use nix::unistd::{self, Gid, Uid};
 
-use crate::accounts::Account;
 use crate::error::{Error, Result};
+use crate::system::accounts::Account;
 
 /// While alive, the process's effective identity is the account's (see the module comment).
 #[must_use = "the identity switches back when the guard is dropped"]
@@ -62,9 +62,10 @@ impl Drop for AsAccount {
     }
 }
 
-/// Whether the process runs with root's effective uid.
+/// Whether root runs the process: the real uid, which says who ran the tool (the effective uid
+/// changes while an [`AsAccount`] is alive; the real uid never does).
 pub fn is_root() -> bool {
-    unistd::geteuid().is_root()
+    unistd::getuid().is_root()
 }
 
 /// Becomes `account` for good: initgroups, setresgid, setresuid, then checks that real,

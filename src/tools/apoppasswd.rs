@@ -4,25 +4,28 @@
 //! authorised in one place, `Target::resolve`: no USER means the caller's own account; another
 //! account needs root. A user on the disable list may not set a password (root may). Passwords
 //! never come from argv: from the terminal (`/dev/tty`, no echo), or the first line of stdin.
-//! `--batch` (root) validates every line before it writes anything. All file work is done by
+//! `--batch` (root, [`super::batch`]) validates every line before it writes anything; the
+//! terminal prompt is [`super::prompt`]. All file work is done by
 //! [`crate::store`], as the account.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{value_parser, Arg, ArgAction, ArgGroup, ArgMatches, Command};
 
-use crate::accounts::{validate_ext, Account, Login};
-use crate::apop::constant_time_eq;
-use crate::cli::{self, Context};
-use crate::disable::DisableList;
-use crate::error::{exit, exit_code, Error, Result};
+use crate::auth::apop::constant_time_eq;
+use crate::error::{exit, Error, Result};
+use crate::store::disable::DisableList;
 use crate::store::{self, Secret, MAX_SECRET_LEN};
+use crate::system::accounts::{validate_ext, Account, Login};
+use crate::system::privilege;
+use crate::system::wipe::wipe;
+use crate::tools::cli::{self, Context};
+use crate::tools::{batch, prompt};
 
-const TOOL: &str = "apoppasswd";
+pub(super) const TOOL: &str = "apoppasswd";
 /// The exit statuses this tool can return (--help and the man page list these).
 pub const EXIT_CODES: &[u8] = &[
     exit::OK,
@@ -155,7 +158,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let m = command().get_matches();
     let ctx = Context::load(m.get_one::<PathBuf>("config").map(PathBuf::as_path))?;
     if m.get_flag("batch") {
-        return batch(&ctx);
+        return batch::batch(&ctx);
     }
     let target = Target::resolve(
         &ctx,
@@ -211,7 +214,7 @@ impl Target {
             ext,
         };
         let address = login.address(delimiter);
-        if login.account.uid != ctx.caller.uid && !ctx.caller.is_root() {
+        if login.account.uid != ctx.caller.uid && !privilege::is_root() {
             return Err(Error::NotPermitted(format!(
                 "only root may act on the APOP password of {address} (you are {})",
                 ctx.caller.name
@@ -226,7 +229,7 @@ impl Target {
 
     /// A disabled account may not get a new password, unless root gives it one.
     fn check_may_set(&self, ctx: &Context) -> Result<()> {
-        if !ctx.caller.is_root()
+        if !privilege::is_root()
             && DisableList::load(&ctx.config.disabled_file)?.contains(&self.account.name)
         {
             return Err(Error::Disabled(self.account.name.clone()));
@@ -251,9 +254,9 @@ fn set(ctx: &Context, target: &Target, from_stdin: bool) -> anyhow::Result<ExitC
     let secret = if from_stdin {
         cli::read_line_secret()?
     } else {
-        let first = prompt("Enter APOP Password: ")?;
+        let first = prompt::prompt("Enter APOP Password: ")?;
         store::check_policy(first.as_bytes(), ctx.config.min_length)?;
-        let again = prompt("Again APOP Password: ")?;
+        let again = prompt::prompt("Again APOP Password: ")?;
         if !constant_time_eq(first.as_bytes(), again.as_bytes()) {
             return Err(
                 Error::Policy("the two passwords differ; nothing was changed".into()).into(),
@@ -266,33 +269,6 @@ fn set(ctx: &Context, target: &Target, from_stdin: bool) -> anyhow::Result<ExitC
         .with_context(|| format!("cannot set the APOP password of {}", target.address))?;
     cli::print(format!("{UPDATED}\n"))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads a password on the terminal (`/dev/tty`) without echo.
-///
-/// rpassword answers Ctrl-C by raising SIGINT while the terminal is still without echo, which
-/// would leave the user's terminal that way. With SIGINT ignored for the read it returns
-/// instead and restores the terminal; then the process dies of SIGINT as the user asked.
-fn prompt(text: &str) -> anyhow::Result<Secret> {
-    use nix::sys::signal::{raise, signal, SigHandler, Signal};
-    // SAFETY: SigIgn installs no handler code; the previous disposition is put back below.
-    let previous = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }
-        .map_err(|e| Error::io("SIGINT", e.into()))?;
-    let typed = rpassword::prompt_password(text);
-    // SAFETY: puts back the disposition found above (this program installs no handler).
-    let _ = unsafe { signal(Signal::SIGINT, previous) };
-    let typed = match typed {
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-            let _ = raise(Signal::SIGINT);
-            // Still here: SIGINT was ignored by whoever started us.
-            return Err(anyhow::Error::new(Error::io("/dev/tty", e))
-                .context("interrupted; nothing was changed"));
-        }
-        other => other
-            .map_err(|e| Error::io("/dev/tty", e))
-            .context("cannot read a password from the terminal (use --stdin without one)")?,
-    };
-    Ok(Secret::new(typed.into_bytes()))
 }
 
 fn generate(ctx: &Context, target: &Target, m: &ArgMatches) -> anyhow::Result<ExitCode> {
@@ -328,7 +304,7 @@ fn random_password(length: usize) -> Result<Secret> {
                 .take(length - out.len()),
         );
     }
-    buf.iter_mut().for_each(|b| *b = 0);
+    wipe(&mut buf);
     Ok(Secret::new(out))
 }
 
@@ -344,7 +320,7 @@ fn check(target: &Target, from_stdin: bool) -> anyhow::Result<ExitCode> {
     let typed = if from_stdin {
         cli::read_line_secret()?
     } else {
-        prompt("APOP Password: ")?
+        prompt::prompt("APOP Password: ")?
     };
     if constant_time_eq(typed.as_bytes(), record.secret.as_bytes()) {
         Ok(ExitCode::SUCCESS)
@@ -412,234 +388,6 @@ fn delete(ctx: &Context, target: &Target) -> anyhow::Result<ExitCode> {
         target.address
     ))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// One valid line of `--batch` input.
-struct BatchEntry<'a> {
-    line: usize,
-    login: Login,
-    secret: &'a [u8],
-}
-
-fn batch(ctx: &Context) -> anyhow::Result<ExitCode> {
-    ctx.require_root("set passwords with --batch")?;
-    let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut input)
-        .map_err(|e| Error::io("standard input", e))?;
-    let result = batch_input(ctx, &input);
-    input.iter_mut().for_each(|b| *b = 0);
-    result
-}
-
-fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
-    let mut entries = Vec::new();
-    let mut errors = Vec::new();
-    let mut seen: HashMap<(String, Option<String>), usize> = HashMap::new();
-    for (index, raw) in input.split(|&b| b == b'\n').enumerate() {
-        let line = index + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.is_empty() {
-            continue;
-        }
-        match batch_line(ctx, raw) {
-            Ok((login, secret)) => {
-                let key = (login.account.name.clone(), login.ext.clone());
-                if let Some(first) = seen.insert(key, line) {
-                    let address = login.address(ctx.config.ext_delimiter);
-                    errors.push(line_error(
-                        line,
-                        Error::Policy(format!("{address} is also on line {first}")),
-                    ));
-                } else {
-                    entries.push(BatchEntry {
-                        line,
-                        login,
-                        secret,
-                    });
-                }
-            }
-            Err(e) => errors.push(line_error(line, e)),
-        }
-    }
-    if let Some(first) = errors.first() {
-        for e in &errors {
-            eprintln!("{TOOL}: {}", cli::message(e));
-        }
-        eprintln!("{TOOL}: {} bad line(s); nothing was written", errors.len());
-        return Ok(ExitCode::from(exit_code(first)));
-    }
-    let mut failed = write_entries(ctx, &entries);
-    failed.sort_by_key(|f| f.line);
-    for f in &failed {
-        eprintln!("{TOOL}: {}", f.message);
-    }
-    let written = entries.len() - failed.iter().filter(|f| f.line > 0).count();
-    cli::print(format!("Updated {written} APOP password(s).\n"))?;
-    match failed.first() {
-        Some(first) => {
-            eprintln!("{TOOL}: {} line(s) failed", failed.len());
-            Ok(ExitCode::from(first.code))
-        }
-        None => Ok(ExitCode::SUCCESS),
-    }
-}
-
-/// A batch write that failed. `line` 0: a writer process that died (its lines are unknown).
-struct Failure {
-    line: usize,
-    code: u8,
-    /// The full text, `line N: ...`; never a secret.
-    message: String,
-}
-
-/// Most processes that write one batch at once.
-const BATCH_WRITERS: usize = 8;
-/// Fewer entries than this per writer are not worth another process.
-const ENTRIES_PER_WRITER: usize = 64;
-
-/// Writes every entry, sharing them among up to [`BATCH_WRITERS`] forked processes. A write is
-/// bound by its two fsyncs, which the file system commits together when they come at once;
-/// threads cannot share the work, because the effective uid that [`store::write`] switches
-/// (as the account) belongs to the whole process.
-fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{fork, pipe, ForkResult};
-    let writers = entries
-        .len()
-        .div_ceil(ENTRIES_PER_WRITER)
-        .clamp(1, BATCH_WRITERS);
-    if writers == 1 {
-        return write_share(ctx, entries, 0, 1);
-    }
-    let mut failures = Vec::new();
-    let mut children = Vec::new();
-    for share in 0..writers {
-        let forked = pipe().and_then(|(read, write)| {
-            // SAFETY: the process is single-threaded here (the pipe readers start after the
-            // last fork), so the child inherits no lock held by another thread. The child only
-            // writes its share and leaves with _exit.
-            match unsafe { fork() }? {
-                ForkResult::Child => {
-                    drop(read);
-                    let mut report = std::fs::File::from(write);
-                    let sent = write_share(ctx, entries, share, writers).iter().all(|f| {
-                        let text = f.message.replace('\n', " ");
-                        writeln!(report, "{} {} {text}", f.line, f.code).is_ok()
-                    });
-                    // SAFETY: _exit ends the child without running atexit handlers or flushing
-                    // stdio buffers inherited from the parent (which has printed nothing yet).
-                    unsafe { nix::libc::_exit(if sent { 0 } else { 1 }) }
-                }
-                ForkResult::Parent { child } => Ok((child, std::fs::File::from(read))),
-            }
-        });
-        match forked {
-            Ok(child) => children.push(child),
-            // No process for this share: write it here.
-            Err(_) => failures.extend(write_share(ctx, entries, share, writers)),
-        }
-    }
-    let readers: Vec<_> = children
-        .into_iter()
-        .map(|(pid, mut report)| {
-            let reader = std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = report.read_to_string(&mut text);
-                text
-            });
-            (pid, reader)
-        })
-        .collect();
-    for (pid, reader) in readers {
-        let text = reader.join().unwrap_or_default();
-        for row in text.lines() {
-            let mut fields = row.splitn(3, ' ');
-            let line = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
-            let code = fields
-                .next()
-                .and_then(|f| f.parse().ok())
-                .unwrap_or(exit::SYSTEM);
-            let message = fields.next().unwrap_or_default().to_string();
-            failures.push(Failure {
-                line,
-                code,
-                message,
-            });
-        }
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, 0)) => {}
-            other => failures.push(Failure {
-                line: 0,
-                code: exit::SYSTEM,
-                message: format!(
-                    "writer process {pid} failed ({other:?}); some of its lines may be unwritten"
-                ),
-            }),
-        }
-    }
-    failures
-}
-
-/// Writes entries `share`, `share + writers`, ... and returns the failures.
-fn write_share(
-    ctx: &Context,
-    entries: &[BatchEntry],
-    share: usize,
-    writers: usize,
-) -> Vec<Failure> {
-    entries
-        .iter()
-        .skip(share)
-        .step_by(writers)
-        .filter_map(|entry| {
-            store::write(
-                &entry.login.account,
-                entry.login.ext.as_deref(),
-                entry.secret,
-                &ctx.caller.name,
-                ctx.config.lock_wait,
-            )
-            .err()
-            .map(|e| {
-                let e = line_error(entry.line, e);
-                Failure {
-                    line: entry.line,
-                    code: exit_code(&e),
-                    message: cli::message(&e),
-                }
-            })
-        })
-        .collect()
-}
-
-fn line_error(line: usize, e: Error) -> anyhow::Error {
-    anyhow::Error::new(e).context(format!("line {line}"))
-}
-
-/// Validates one `user:password` line: the address exists, the password meets the policy and
-/// an existing store file is safe to replace. Errors never quote the password.
-fn batch_line<'a>(ctx: &Context, raw: &'a [u8]) -> Result<(Login, &'a [u8])> {
-    let colon = raw
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or_else(|| Error::Policy("expected user:password".into()))?;
-    let user = std::str::from_utf8(&raw[..colon])
-        .map_err(|_| Error::BadName("the user name is not ASCII".into()))?;
-    let secret = &raw[colon + 1..];
-    let login = ctx.accounts.resolve_login(user, ctx.config.ext_delimiter)?;
-    store::check_policy(secret, ctx.config.min_length)?;
-    match store::read(&login.account, login.ext.as_deref()) {
-        Ok(_) | Err(Error::NoSecret(_)) => {}
-        // A malformed but otherwise safe file is simply replaced.
-        Err(Error::Unsafe {
-            why: crate::error::Unsafe::Malformed(_),
-            ..
-        }) => {}
-        Err(e) => return Err(e),
-    }
-    Ok((login, secret))
 }
 
 #[cfg(test)]

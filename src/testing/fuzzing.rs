@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::store::{decode, encode};
+use crate::store::record::{decode, encode};
 
 /// Any bytes give a Config, or an error that names the file and line.
 pub fn config(data: &[u8]) {
@@ -32,7 +32,7 @@ pub fn store_file(data: &[u8]) {
 /// byte picks a chunk size for the rest, which is also parsed whole. Every LF ends exactly one
 /// item (a command or a line error): no line is lost or merged.
 pub fn pop3_parser(data: &[u8]) {
-    use crate::pop3::Parser;
+    use crate::pop3::wire::Parser;
     let Some((&split, stream)) = data.split_first() else {
         return;
     };
@@ -57,7 +57,7 @@ pub fn pop3_parser(data: &[u8]) {
 /// reply is CRLF-terminated with no bare LF, and messages disappear only through DELE + QUIT
 /// (exactly as many as the summary counts).
 pub fn session(data: &[u8]) {
-    use crate::session::{Authenticator, Credentials, Denied, Granted, Session, Settings};
+    use crate::pop3::session::{Authenticator, Credentials, Denied, Granted, Session, Settings};
     use std::sync::OnceLock;
 
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,43 @@
+//! maildir: one POP3 session's view of a Maildir (the "maildrop"), opened as the account.
+//!
+//! - [`maildrop`]: the open, locked maildrop a session works on, and its UPDATE.
+//! - [`names`]: what a file name says (unique part, sizes, flags) and the UIDL made from it.
+//! - [`scan`]: moving `new/` to `cur/` and listing `cur/`.
+//! - [`sizes`]: the RETR size of a message and the cache of sizes.
+//! - [`dotqmail`]: which Maildir an extension address delivers to.
+//!
+//! Guarantees:
+//! - One session per maildrop: an exclusive, non-blocking flock on `apoptools-pop3.lock` in the
+//!   Maildir, held for the life of the [`Maildrop`]; a second session gets [`Error::Busy`].
+//! - At open, every message in `new/` moves to `cur/` (link, fsync `cur/`, then unlink: never
+//!   over an existing name, never lost in a crash) as
+//!   `<unique>,S=<file size>,W=<wire size>:2,<flags>` (the Maildir++/Dovecot convention), so
+//!   later scans need only `readdir`: no stat, no read. Messages already in
+//!   `cur/` without `W=` are measured once and remembered in `apoptools-sizes` (replaced
+//!   atomically, keyed by file name).
+//! - Messages are numbered in delivery order: by the Unix time that starts a qmail file name,
+//!   then by name.
+//! - The unique-id (UIDL) of a message is the unique part of its file name (before `:` and
+//!   before any `,S=`/`,W=` field) when that is 1-70 characters of 0x21-0x7E, else the hex MD5
+//!   of it; it never changes when flags or size fields are added to the name.
+//! - A size is exactly the number of octets RETR sends for the message before dot-stuffing: LF
+//!   becomes CRLF (an existing CRLF stays two octets) and a message not ending in LF gets a
+//!   final CRLF.
+//! - DELE only marks; [`Maildrop::commit`] (the UPDATE state) unlinks the marked files and
+//!   fsyncs `cur/`. Dropping a `Maildrop` without `commit` deletes nothing.
+//! - A message removed or renamed by another program after the scan is looked up again by its
+//!   unique part; if it is gone, the caller gets `None` and the session goes on.
+
+pub mod dotqmail;
+pub mod maildrop;
+pub mod names;
+pub mod scan;
+pub mod sizes;
+
+pub use dotqmail::locate;
+pub use maildrop::{Maildrop, Refused, CHUNK};
+#[cfg(test)]
+pub use sizes::measure;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,59 @@
+//! connection: the client's connection as ipop3d sees it, standard input and output.
+//!
+//! Guarantees:
+//! - [`Stdin`] enforces the idle timeout: poll(2) before every read, and expiry is a
+//!   `TimedOut` error (the session answers `-ERR [SYS/TEMP]` and deletes nothing).
+//! - [`Stdout`] writes straight to fd 1, without std's line buffering: the session batches its
+//!   replies into one write per batch of pipelined commands.
+//! - [`set_socket_options`]: on a TCP socket, TCP_NODELAY (small replies never wait on Nagle's
+//!   algorithm) and a send timeout, so a client that stops reading is dropped too.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+/// On a socket at standard output: TCP_NODELAY (TCP only) and a send timeout of `timeout`, so a
+/// client that stops reading cannot hold the process forever. Anything else (a pipe in tests,
+/// ENOTSOCK) is left alone.
+pub fn set_socket_options(timeout: Duration) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let stdout = io::stdout();
+    let _ = setsockopt(&stdout.as_fd(), sockopt::TcpNoDelay, &true);
+    let limit = nix::sys::time::TimeVal::new(timeout.as_secs().min(i32::MAX as u64) as _, 0);
+    let _ = setsockopt(&stdout.as_fd(), sockopt::SendTimeout, &limit);
+}
+
+/// Standard input with the idle timeout: poll(2) before each read; expiry is `TimedOut`.
+pub struct Stdin {
+    pub timeout: Duration,
+}
+
+impl Read for Stdin {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let millis = self.timeout.as_millis().min(i32::MAX as u128) as i32;
+        let stdin = io::stdin();
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        nix::unistd::read(nix::libc::STDIN_FILENO, buf).map_err(io::Error::from)
+    }
+}
+
+/// Standard output without std's line buffering: the session does its own batching.
+pub struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        nix::unistd::write(io::stdout(), buf).map_err(io::Error::from)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! server: ipop3d, the POP3 server process around [`crate::pop3`].
+//!
+//! ipop3d lives here rather than in [`crate::tools`] because it is a server, not an
+//! administrator's tool: it wires the session to the real world (stdin/stdout with the idle
+//! timeout, the store, the disable list, the permanent privilege drop, the log). The
+//! privilege-separated front and back, their pipe format and TLS will join it here.
+//!
+//! - [`ipop3d`]: the command line, the entry point, the system authenticator and the log.
+//! - [`connection`]: standard input with the idle timeout, standard output, socket options.
+
+pub mod connection;
+pub mod ipop3d;

@@ -1,0 +1,15 @@
+//! system: where apoptools talks to the operating system about identities and processes.
+//!
+//! - [`accounts`]: the one account lookup (NSS or a passwd(5)-format file) and name validation.
+//! - [`privilege`]: acting as an account (an RAII effective-id guard) and the permanent drop.
+//! - [`process`]: SIGINT ignored around a prompt, and forked worker processes.
+//! - [`wipe`]: the one routine that erases secrets and passwords from memory.
+//!
+//! This is the only module allowed `unsafe` code (the crate root denies it everywhere else);
+//! every `unsafe` block here carries a `// SAFETY:` comment saying why it is sound, and each is
+//! wrapped in a safe function, so callers outside `system` never need `unsafe`.
+
+pub mod accounts;
+pub mod privilege;
+pub mod process;
+pub mod wipe;

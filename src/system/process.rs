@@ -1,0 +1,45 @@
+//! process: signal dispositions and worker processes, as safe functions.
+//!
+//! - [`with_sigint_ignored`] runs a closure with SIGINT ignored and puts the previous
+//!   disposition back afterwards, whatever the closure returns.
+//! - [`fork_worker`] runs a closure in a child process that leaves with `_exit` (no atexit
+//!   handlers, no flush of stdio buffers inherited from the parent); the closure's `bool` is
+//!   the child's exit status (true: 0, false: 1). Callers must be single-threaded when they
+//!   fork (see its documentation).
+
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::unistd::{fork, ForkResult, Pid};
+
+/// Runs `f` with SIGINT ignored, then restores the disposition that was in effect before.
+pub fn with_sigint_ignored<T>(f: impl FnOnce() -> T) -> nix::Result<T> {
+    // SAFETY: SigIgn installs no handler code, so no signal-safety rules apply to it.
+    let previous = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }?;
+    let result = f();
+    // SAFETY: this puts back the disposition that was in effect before the call above; it was
+    // already installed for this process, so installing it again adds no new handler code.
+    let _ = unsafe { signal(Signal::SIGINT, previous) };
+    Ok(result)
+}
+
+/// Forks. The child drops `parent_keeps`, runs `work` and leaves with `_exit(0)` when it
+/// returns true, `_exit(1)` otherwise; the parent gets the child's pid and `parent_keeps`.
+///
+/// Call it only while the process has a single thread (apoppasswd's batch forks its writers
+/// before it starts any thread): a child forked from a threaded process may inherit a lock
+/// held by a thread that does not exist in the child.
+pub fn fork_worker<K>(parent_keeps: K, work: impl FnOnce() -> bool) -> nix::Result<(Pid, K)> {
+    // SAFETY: the only caller forks while single-threaded (see above), so the child inherits
+    // no lock held by another thread; the child runs `work` and leaves with `_exit`, never
+    // returning into the caller's code.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop(parent_keeps);
+            let ok = work();
+            // SAFETY: `_exit` ends the child at once without running atexit handlers or
+            // flushing stdio buffers inherited from the parent; nothing in the child needs
+            // either, and the parent stays responsible for its own buffers.
+            unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => Ok((child, parent_keeps)),
+    }
+}

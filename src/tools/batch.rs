@@ -1,0 +1,240 @@
+//! batch: `apoppasswd --batch`, root provisioning many addresses from `user:password` lines.
+//!
+//! Guarantees:
+//! - Every line is validated (address, policy, a safe existing store file) before anything is
+//!   written: one bad line and nothing changes. Errors name the line, never the password.
+//! - The input is wiped from memory once used.
+//! - Writes are shared among forked writer processes (each as the account, through
+//!   [`crate::store::write`]); every failure is reported by line, and a writer that dies is
+//!   reported too.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use crate::error::{exit, exit_code, Error, Result};
+use crate::store;
+use crate::system::accounts::Login;
+use crate::system::process;
+use crate::system::wipe::wipe;
+use crate::tools::apoppasswd::TOOL;
+use crate::tools::cli::{self, Context};
+
+/// One valid line of `--batch` input.
+struct BatchEntry<'a> {
+    line: usize,
+    login: Login,
+    secret: &'a [u8],
+}
+
+pub fn batch(ctx: &Context) -> anyhow::Result<ExitCode> {
+    ctx.require_root("set passwords with --batch")?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut input)
+        .map_err(|e| Error::io("standard input", e))?;
+    let result = batch_input(ctx, &input);
+    wipe(&mut input);
+    result
+}
+
+fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen: HashMap<(String, Option<String>), usize> = HashMap::new();
+    for (index, raw) in input.split(|&b| b == b'\n').enumerate() {
+        let line = index + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.is_empty() {
+            continue;
+        }
+        match batch_line(ctx, raw) {
+            Ok((login, secret)) => {
+                let key = (login.account.name.clone(), login.ext.clone());
+                if let Some(first) = seen.insert(key, line) {
+                    let address = login.address(ctx.config.ext_delimiter);
+                    errors.push(line_error(
+                        line,
+                        Error::Policy(format!("{address} is also on line {first}")),
+                    ));
+                } else {
+                    entries.push(BatchEntry {
+                        line,
+                        login,
+                        secret,
+                    });
+                }
+            }
+            Err(e) => errors.push(line_error(line, e)),
+        }
+    }
+    if let Some(first) = errors.first() {
+        for e in &errors {
+            eprintln!("{TOOL}: {}", cli::message(e));
+        }
+        eprintln!("{TOOL}: {} bad line(s); nothing was written", errors.len());
+        return Ok(ExitCode::from(exit_code(first)));
+    }
+    let mut failed = write_entries(ctx, &entries);
+    failed.sort_by_key(|f| f.line);
+    for f in &failed {
+        eprintln!("{TOOL}: {}", f.message);
+    }
+    let written = entries.len() - failed.iter().filter(|f| f.line > 0).count();
+    cli::print(format!("Updated {written} APOP password(s).\n"))?;
+    match failed.first() {
+        Some(first) => {
+            eprintln!("{TOOL}: {} line(s) failed", failed.len());
+            Ok(ExitCode::from(first.code))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// A batch write that failed. `line` 0: a writer process that died (its lines are unknown).
+struct Failure {
+    line: usize,
+    code: u8,
+    /// The full text, `line N: ...`; never a secret.
+    message: String,
+}
+
+/// Most processes that write one batch at once.
+const BATCH_WRITERS: usize = 8;
+/// Fewer entries than this per writer are not worth another process.
+const ENTRIES_PER_WRITER: usize = 64;
+
+/// Writes every entry, sharing them among up to [`BATCH_WRITERS`] forked processes. A write is
+/// bound by its two fsyncs, which the file system commits together when they come at once;
+/// threads cannot share the work, because the effective uid that [`store::write`] switches
+/// (as the account) belongs to the whole process.
+fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::pipe;
+    let writers = entries
+        .len()
+        .div_ceil(ENTRIES_PER_WRITER)
+        .clamp(1, BATCH_WRITERS);
+    if writers == 1 {
+        return write_share(ctx, entries, 0, 1);
+    }
+    let mut failures = Vec::new();
+    let mut children = Vec::new();
+    for share in 0..writers {
+        let forked = pipe().and_then(|(read, write)| {
+            let (child, read) = process::fork_worker(read, || {
+                let mut report = std::fs::File::from(write);
+                write_share(ctx, entries, share, writers).iter().all(|f| {
+                    let text = f.message.replace('\n', " ");
+                    writeln!(report, "{} {} {text}", f.line, f.code).is_ok()
+                })
+            })?;
+            Ok((child, std::fs::File::from(read)))
+        });
+        match forked {
+            Ok(child) => children.push(child),
+            // No process for this share: write it here.
+            Err(_) => failures.extend(write_share(ctx, entries, share, writers)),
+        }
+    }
+    let readers: Vec<_> = children
+        .into_iter()
+        .map(|(pid, mut report)| {
+            let reader = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = report.read_to_string(&mut text);
+                text
+            });
+            (pid, reader)
+        })
+        .collect();
+    for (pid, reader) in readers {
+        let text = reader.join().unwrap_or_default();
+        for row in text.lines() {
+            let mut fields = row.splitn(3, ' ');
+            let line = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+            let code = fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(exit::SYSTEM);
+            let message = fields.next().unwrap_or_default().to_string();
+            failures.push(Failure {
+                line,
+                code,
+                message,
+            });
+        }
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => {}
+            other => failures.push(Failure {
+                line: 0,
+                code: exit::SYSTEM,
+                message: format!(
+                    "writer process {pid} failed ({other:?}); some of its lines may be unwritten"
+                ),
+            }),
+        }
+    }
+    failures
+}
+
+/// Writes entries `share`, `share + writers`, ... and returns the failures.
+fn write_share(
+    ctx: &Context,
+    entries: &[BatchEntry],
+    share: usize,
+    writers: usize,
+) -> Vec<Failure> {
+    entries
+        .iter()
+        .skip(share)
+        .step_by(writers)
+        .filter_map(|entry| {
+            store::write(
+                &entry.login.account,
+                entry.login.ext.as_deref(),
+                entry.secret,
+                &ctx.caller.name,
+                ctx.config.lock_wait,
+            )
+            .err()
+            .map(|e| {
+                let e = line_error(entry.line, e);
+                Failure {
+                    line: entry.line,
+                    code: exit_code(&e),
+                    message: cli::message(&e),
+                }
+            })
+        })
+        .collect()
+}
+
+fn line_error(line: usize, e: Error) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!("line {line}"))
+}
+
+/// Validates one `user:password` line: the address exists, the password meets the policy and
+/// an existing store file is safe to replace. Errors never quote the password.
+fn batch_line<'a>(ctx: &Context, raw: &'a [u8]) -> Result<(Login, &'a [u8])> {
+    let colon = raw
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or_else(|| Error::Policy("expected user:password".into()))?;
+    let user = std::str::from_utf8(&raw[..colon])
+        .map_err(|_| Error::BadName("the user name is not ASCII".into()))?;
+    let secret = &raw[colon + 1..];
+    let login = ctx.accounts.resolve_login(user, ctx.config.ext_delimiter)?;
+    store::check_policy(secret, ctx.config.min_length)?;
+    match store::read(&login.account, login.ext.as_deref()) {
+        Ok(_) | Err(Error::NoSecret(_)) => {}
+        // A malformed but otherwise safe file is simply replaced.
+        Err(Error::Unsafe {
+            why: crate::error::Unsafe::Malformed(_),
+            ..
+        }) => {}
+        Err(e) => return Err(e),
+    }
+    Ok((login, secret))
+}
