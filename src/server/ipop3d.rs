@@ -240,29 +240,49 @@ fn why(e: &Error) -> String {
 }
 
 /// The name in the greeting: `hostname` from the configuration, else `TCPLOCALHOST`, else
-/// the system's host name.
+/// the system's host name, else `localhost` (the last two only when they are host names).
 fn hostname(config: &Config) -> String {
-    if let Some(h) = &config.hostname {
-        return h.clone();
+    let system = || {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+    };
+    pick_hostname(
+        config.hostname.as_deref(),
+        std::env::var("TCPLOCALHOST").ok().as_deref(),
+        system,
+    )
+}
+
+/// [`hostname`]'s choice, given its sources (the config's value is checked when it is read).
+fn pick_hostname(
+    configured: Option<&str>,
+    tcplocalhost: Option<&str>,
+    system: impl FnOnce() -> Option<String>,
+) -> String {
+    if let Some(h) = configured {
+        return h.to_string();
     }
-    if let Some(h) = std::env::var("TCPLOCALHOST")
-        .ok()
-        .filter(|h| is_host_name(h))
-    {
-        return h;
+    if let Some(h) = tcplocalhost.filter(|h| is_host_name(h)) {
+        return h.to_string();
     }
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
+    system()
         .filter(|h| is_host_name(h))
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// `<pid.nanoseconds@host>`: unique per connection (one process per connection).
+/// `<pid.nanoseconds@host>`: unique per connection (one process per connection), and within
+/// the process too: the nanoseconds never repeat, even on a coarse clock.
 fn timestamp(host: &str) -> String {
-    let nanos = SystemTime::now()
+    static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
+    let nanos = {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        *last = now.max(*last + 1);
+        *last
+    };
     format!("<{}.{nanos}@{host}>", std::process::id())
 }
 
@@ -298,22 +318,76 @@ mod tests {
 
     #[test]
     fn timestamps_are_unique_and_well_formed() {
-        let a = timestamp("mx.example.org");
-        assert!(a.starts_with(&format!("<{}.", std::process::id())));
-        assert!(a.ends_with("@mx.example.org>"));
+        let stamps: Vec<String> = (0..1000).map(|_| timestamp("mx.example.org")).collect();
+        let distinct: std::collections::BTreeSet<&String> = stamps.iter().collect();
+        assert_eq!(distinct.len(), stamps.len(), "a timestamp repeated");
+        let pid = std::process::id().to_string();
+        for ts in &stamps {
+            let inner = ts
+                .strip_prefix('<')
+                .and_then(|t| t.strip_suffix("@mx.example.org>"))
+                .unwrap_or_else(|| panic!("{ts}"));
+            let (p, nanos) = inner.split_once('.').unwrap();
+            assert_eq!(p, pid, "{ts}");
+            assert!(
+                !nanos.is_empty() && nanos.bytes().all(|b| b.is_ascii_digit()),
+                "{ts}"
+            );
+        }
     }
 
+    /// The credential check's every reason. As root the store is read through seteuid, which
+    /// switches every thread of the process, and a granted login drops privileges for good: so
+    /// as root the check runs in a process of its own (this test binary again, running only
+    /// [`system_auth_reasons_in_its_own_process`]), with the accounts on a virtual uid.
     #[test]
     fn system_auth_reasons() {
-        use std::os::unix::fs::PermissionsExt;
+        // The directory outlives the check, whose process may end as the account.
         let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        std::fs::create_dir(&home).unwrap();
-        let (me, gid) = (
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
+        if !nix::unistd::geteuid().is_root() {
+            return check_system_auth_reasons(dir.path());
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "server::ipop3d::tests::system_auth_reasons_in_its_own_process",
+                "--test-threads=1",
+            ])
+            .env(OWN_PROCESS, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        let passwd = dir.path().join("passwd");
+    }
+
+    const OWN_PROCESS: &str = "APOPTOOLS_AUTH_TEST_PROCESS";
+
+    #[test]
+    fn system_auth_reasons_in_its_own_process() {
+        if let Some(dir) = std::env::var_os(OWN_PROCESS) {
+            check_system_auth_reasons(std::path::Path::new(&dir));
+        }
+    }
+
+    fn check_system_auth_reasons(dir: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let home = dir.join("home");
+        std::fs::create_dir(&home).unwrap();
+        let (me, gid) = if nix::unistd::geteuid().is_root() {
+            (61_999, 61_999)
+        } else {
+            (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            )
+        };
+        std::os::unix::fs::chown(&home, Some(me), Some(gid)).unwrap();
+        let passwd = dir.join("passwd");
         let h = home.display();
         std::fs::write(
             &passwd,
@@ -323,7 +397,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let disabled = dir.path().join("disabled");
+        let disabled = dir.join("disabled");
         std::fs::write(&disabled, "bob 0 root\n").unwrap();
         std::fs::set_permissions(&disabled, std::fs::Permissions::from_mode(0o644)).unwrap();
         let config = Config {
@@ -345,23 +419,11 @@ mod tests {
         assert_eq!(plain("nosuch", "x"), denied("unknown user"));
         assert_eq!(plain("../etc", "x"), denied("not a valid user name"));
         assert_eq!(plain("toor", "x"), denied("uid 0 never logs in"));
-        if me == 0 {
-            // As root the store is read through seteuid, which would switch every thread of
-            // this test process; the integration tests cover those paths as root.
-            {
-                // Straight to fd 2, past the test runner's capture.
-                use std::io::Write as _;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED (needs non-root): system_auth_reasons store paths"
-                );
-            }
-            return;
-        }
         assert_eq!(plain("bob", "x"), denied("disabled"));
         assert_eq!(plain("alice", "x"), denied("no APOP password set"));
         let store = home.join(".apop");
         std::fs::write(&store, "apoptools-secret 1\nsecret right one\n").unwrap();
+        std::os::unix::fs::chown(&store, Some(me), Some(gid)).unwrap();
         std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
         let Err(Denied(why)) = plain("alice", "right one") else {
             panic!("a mode 0644 store was used");
@@ -390,12 +452,32 @@ mod tests {
     }
 
     #[test]
-    fn hostname_prefers_config() {
-        let config = Config {
-            hostname: Some("pop.example.org".into()),
-            ..Config::default()
-        };
-        assert_eq!(hostname(&config), "pop.example.org");
-        assert!(!hostname(&Config::default()).is_empty());
+    fn hostname_prefers_config_then_tcplocalhost_then_the_system() {
+        fn system() -> Option<String> {
+            Some("sys.example.org".to_string())
+        }
+        fn no_system() -> Option<String> {
+            None
+        }
+        assert_eq!(
+            pick_hostname(Some("pop.example.org"), Some("tcp.example.org"), system),
+            "pop.example.org"
+        );
+        assert_eq!(
+            pick_hostname(None, Some("tcp.example.org"), system),
+            "tcp.example.org"
+        );
+        // A TCPLOCALHOST that is no host name is passed over, as is such a system name.
+        assert_eq!(
+            pick_hostname(None, Some("evil> host"), system),
+            "sys.example.org"
+        );
+        assert_eq!(pick_hostname(None, Some(""), system), "sys.example.org");
+        assert_eq!(pick_hostname(None, None, system), "sys.example.org");
+        assert_eq!(
+            pick_hostname(None, None, || Some("bad name".to_string())),
+            "localhost"
+        );
+        assert_eq!(pick_hostname(None, None, no_system), "localhost");
     }
 }

@@ -57,8 +57,25 @@ pub fn pop3_parser(data: &[u8]) {
 /// reply is CRLF-terminated with no bare LF, and messages disappear only through DELE + QUIT
 /// (exactly as many as the summary counts).
 pub fn session(data: &[u8]) {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        // tmpfs where there is one: the session fsyncs, and fuzzing wants speed, not durability.
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("apoptools-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    });
+    session_in(root, data)
+}
+
+/// [`session`] with its Maildir under `root`.
+pub fn session_in(root: &Path, data: &[u8]) {
     use crate::pop3::session::{Authenticator, Credentials, Denied, Granted, Session, Settings};
-    use std::sync::OnceLock;
 
     use std::sync::atomic::{AtomicBool, Ordering};
     static TOUCHED: AtomicBool = AtomicBool::new(true);
@@ -81,19 +98,6 @@ pub fn session(data: &[u8]) {
             }
         }
     }
-    static ROOT: OnceLock<std::path::PathBuf> = OnceLock::new();
-    let root = ROOT.get_or_init(|| {
-        // tmpfs where there is one: the session fsyncs, and fuzzing wants speed, not durability.
-        let shm = std::path::Path::new("/dev/shm");
-        let base = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("apoptools-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    });
     let maildir = root.join("Maildir");
     let messages: [(&str, &[u8]); 3] = [
         (

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-fn run(target: &str, check: fn(&[u8])) {
+fn run(target: &str, check: impl Fn(&[u8]) + std::panic::RefUnwindSafe) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
         .join(target);
@@ -38,7 +38,12 @@ fn pop3_parser_corpus() {
     run("pop3_parser", apoptools::testing::fuzzing::pop3_parser);
 }
 
+/// In a temp directory of its own, removed afterwards (the fuzz target keeps one on tmpfs).
 #[test]
 fn session_corpus() {
-    run("session", apoptools::testing::fuzzing::session);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    run("session", |data| {
+        apoptools::testing::fuzzing::session_in(root, data)
+    });
 }
