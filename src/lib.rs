@@ -6,18 +6,18 @@
 //!
 //! The library exports only the three entry points; everything else is `pub(crate)`. The
 //! layers, bottom up:
-//! - [`error`]: the typed failures callers branch on, and their exit statuses.
-//! - [`config`]: the one optional `key = value` file all three tools read.
-//! - [`system`]: accounts, privilege, and every `unsafe` call into the operating system.
-//! - [`store`]: the secrets in `~/.apop` / `~/.apop-EXT`, the disable list, and the one
+//! - `error`: the typed failures callers branch on, and their exit statuses.
+//! - `config`: the one optional `key = value` file all three tools read.
+//! - `system`: accounts, privilege, and every `unsafe` call into the operating system.
+//! - `store`: the secrets in `~/.apop` / `~/.apop-EXT`, the disable list, and the one
 //!   lock-and-replace routine both use.
-//! - [`auth`]: the APOP digest and constant-time comparison.
-//! - [`maildir`]: one session's view of a Maildir (the maildrop).
-//! - [`pop3`]: the wire format and the session state machine.
-//! - [`server`]: ipop3d, the server process around the session.
-//! - [`tools`]: apoppasswd and deapop, and what they share at their edges.
+//! - `auth`: the APOP digest and constant-time comparison.
+//! - `maildir`: one session's view of a Maildir (the maildrop).
+//! - `pop3`: the wire format and the session state machine.
+//! - `server`: ipop3d, the server process around the session.
+//! - `tools`: apoppasswd and deapop, and what they share at their edges.
 //!
-//! With the `testing` feature, [`testing`] re-exports what the integration tests, benches and
+//! With the `testing` feature, the `testing` module re-exports what the integration tests, benches and
 //! fuzz targets need; the shipped library has none of it.
 
 #![deny(unsafe_code)]

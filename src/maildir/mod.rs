@@ -8,7 +8,8 @@
 //!
 //! Guarantees:
 //! - One session per maildrop: an exclusive, non-blocking flock on `apoptools-pop3.lock` in the
-//!   Maildir, held for the life of the [`Maildrop`]; a second session gets [`Error::Busy`].
+//!   Maildir, held for the life of the [`Maildrop`]; a second session gets
+//!   [`crate::error::Error::Busy`].
 //! - At open, every message in `new/` moves to `cur/` (link, fsync `cur/`, then unlink: never
 //!   over an existing name, never lost in a crash) as
 //!   `<unique>,S=<file size>,W=<wire size>:2,<flags>` (the Maildir++/Dovecot convention), so

@@ -1,7 +1,7 @@
 //! store: what apoptools keeps on disk, and how it keeps it safe.
 //!
 //! - [`record`]: the format of a store file and the [`Secret`] it holds.
-//! - [`file`]: one secret per address in `~/.apop` / `~/.apop-EXT`, read and written as the
+//! - [`file`](mod@file): one secret per address in `~/.apop` / `~/.apop-EXT`, read and written as the
 //!   account and checked on the opened handle.
 //! - [`disable`]: the administrator's disable list.
 //! - [`atomic`]: the one lock-and-replace routine both writers use, so readers never see a torn

@@ -2,7 +2,7 @@
 //!
 //! - [`finish`]: an error prints once, as `tool: {err:#}`, and becomes the exit status of the
 //!   first library error in its chain.
-//! - [`print`]: all standard output; a closed stdout (EPIPE) is not an error.
+//! - [`print`](fn@print): all standard output; a closed stdout (EPIPE) is not an error.
 //! - [`Context`]: the configuration, the one account lookup and the caller (who runs the tool,
 //!   from the real uid), loaded once per run.
 //! - [`read_line_secret`]: a password from the first line of stdin (never from argv).

@@ -16,15 +16,24 @@
 //! - Replies are buffered and written once per batch of pipelined commands (when no complete
 //!   line is waiting); message bodies stream in [`maildir::CHUNK`]-sized pieces, so memory stays
 //!   bounded whatever the message size.
+//!
+//! `Session::handle` is the table of contents: [`allowed`], then one exhaustive match whose
+//! arms each call a handler, grouped by concern: [`authorization`] (CAPA, USER, PASS, APOP,
+//! the login), [`listing`] (STAT, LIST, UIDL, NOOP), [`retrieval`] (RETR, TOP) and [`update`]
+//! (DELE, RSET, QUIT).
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::Error;
 use crate::maildir::{self, Maildrop, Refused};
-use crate::pop3::wire::{BodyEncoder, Command, LineError, Parser, Response};
+use crate::pop3::wire::{Command, LineError, Parser, Response};
 use crate::system::wipe::wipe;
+
+mod authorization;
+mod listing;
+mod retrieval;
+mod update;
 
 /// What the session needs from the configuration.
 #[derive(Debug, Clone)]
@@ -321,289 +330,44 @@ impl<'a, A: Authenticator> Session<'a, A> {
             out.send(&reply)?;
             return Ok(Flow::Go);
         }
+        // The table of contents: every command, one exhaustive match, each arm one call.
         match command {
-            Command::Capa => {
-                out.send(&Response::CapaListing)?;
-                let implementation =
-                    concat!("IMPLEMENTATION apoptools-", env!("CARGO_PKG_VERSION"));
-                let mut caps = vec!["TOP", "UIDL"];
-                if self.settings.plaintext {
-                    caps.push("USER");
-                }
-                caps.extend([
-                    "RESP-CODES",
-                    "AUTH-RESP-CODE",
-                    "PIPELINING",
-                    "EXPIRE NEVER",
-                    implementation,
-                ]);
-                for c in caps {
-                    out.send(&Response::Capability(c))?;
-                }
-                out.send(&Response::End)?;
-                Ok(Flow::Go)
-            }
-            Command::User(name) => {
-                if !self.settings.plaintext {
-                    self.state = State::Authorization { user: None };
-                    (self.log)(
-                        "login",
-                        &format!(
-                            "user={} method=user result=fail reason=\"plaintext not allowed\"",
-                            sanitize(&name)
-                        ),
-                    );
-                    out.send(&Response::PlaintextDisabled)?;
-                } else {
-                    self.state = State::Authorization { user: Some(name) };
-                    out.send(&Response::UserAccepted)?;
-                }
-                Ok(Flow::Go)
-            }
-            Command::Pass(password) => {
-                let user =
-                    match std::mem::replace(&mut self.state, State::Authorization { user: None }) {
-                        State::Authorization { user: Some(u) } => u,
-                        other => {
-                            self.state = other;
-                            out.send(&Response::NeedUser)?;
-                            return Ok(Flow::Go);
-                        }
-                    };
-                let creds = Credentials::Plain {
-                    login: &user,
-                    password: password.as_bytes(),
-                };
-                self.login(&creds, out)
-            }
-            Command::Apop { name, digest } => {
-                let ts = self.settings.timestamp.clone();
-                let creds = Credentials::Apop {
-                    login: &name,
-                    timestamp: &ts,
-                    digest: digest.as_bytes(),
-                };
-                self.login(&creds, out)
-            }
-            Command::Quit => {
-                let state = std::mem::replace(&mut self.state, State::Update);
-                if let State::Transaction(md) = state {
-                    let report = md.commit();
-                    self.summary.deleted = report.deleted;
-                    if report.failed > 0 {
-                        (self.log)(
-                            "update",
-                            &format!("result=fail not-removed={}", report.failed),
-                        );
-                        out.send(&Response::DeleteFailed)?;
-                        return Ok(Flow::Stop(End::Quit));
-                    }
-                }
-                out.send(&Response::Sayonara)?;
-                Ok(Flow::Stop(End::Quit))
-            }
-            other => self.transaction(other, out),
+            Command::Capa => self.capa(out),
+            Command::User(name) => self.user(name, out),
+            Command::Pass(password) => self.pass(password, out),
+            Command::Apop { name, digest } => self.apop(&name, &digest, out),
+            Command::Stat => self.stat(out),
+            Command::List(msg) => self.list(msg, out),
+            Command::Uidl(msg) => self.uidl(msg, out),
+            Command::Noop => self.noop(out),
+            Command::Retr(msg) => self.retr(msg, out),
+            Command::Top { msg, lines } => self.top(msg, lines, out),
+            Command::Dele(msg) => self.dele(msg, out),
+            Command::Rset => self.rset(out),
+            Command::Quit => self.quit(out),
         }
     }
 
-    fn login<W: Write>(&mut self, creds: &Credentials, out: &mut Output<W>) -> io::Result<Flow> {
-        let started = Instant::now();
-        let who = sanitize(creds.login());
-        let method = creds.method();
-        let path = match self.auth.authenticate(creds) {
-            Ok(Granted::Maildir(path)) => path,
-            Ok(Granted::Unavailable(reason)) => {
-                self.summary.user = Some(who.clone());
-                (self.log)(
-                    "login",
-                    &format!("user={who} method={method} result=fail mailbox={reason:?}"),
-                );
-                out.send(&Response::MailboxUnavailable)?;
-                return Ok(Flow::Stop(End::Mailbox));
-            }
-            Err(Denied(reason)) => {
-                self.failures += 1;
-                (self.log)(
-                    "login",
-                    &format!("user={who} method={method} result=fail reason={reason:?}"),
-                );
-                std::thread::sleep(self.settings.auth_delay.saturating_sub(started.elapsed()));
-                out.send(&Response::AuthFailed)?;
-                if self.failures >= self.settings.max_auth_failures {
-                    return Ok(Flow::Stop(End::TooManyFailures));
-                }
-                return Ok(Flow::Go);
-            }
-        };
-        self.summary.user = Some(who.clone());
-        match Maildrop::open(&path) {
-            Ok(md) => {
-                let (count, _) = md.stat();
-                let r = &md.report;
-                (self.log)(
-                    "login",
-                    &format!(
-                        "user={who} method={method} result=ok messages={count} moved={} \
-                         measured={}",
-                        r.moved, r.measured
-                    ),
-                );
-                self.summary.messages = count;
-                out.send(&Response::MailboxOpen(count))?;
-                self.state = State::Transaction(Box::new(md));
-                Ok(Flow::Go)
-            }
-            Err(e) => {
-                let (reply, reason) = match &e {
-                    Error::Busy(_) => (Response::InUse, "in-use".to_string()),
-                    other => (Response::MailboxUnavailable, other.to_string()),
-                };
-                (self.log)(
-                    "login",
-                    &format!("user={who} method={method} result=fail mailbox={reason:?}"),
-                );
-                out.send(&reply)?;
-                Ok(Flow::Stop(End::Mailbox))
-            }
-        }
-    }
-
-    fn transaction<W: Write>(&mut self, command: Command, out: &mut Output<W>) -> io::Result<Flow> {
-        let State::Transaction(md) = &mut self.state else {
-            out.send(&Response::WrongState)?;
-            return Ok(Flow::Go);
-        };
-        let refused = |r: Refused| match r {
-            Refused::NoSuchMessage => Response::NoSuchMessage,
-            Refused::Deleted => Response::AlreadyDeleted,
-        };
-        match command {
-            Command::Stat => {
-                let (messages, octets) = md.stat();
-                out.send(&Response::Stat { messages, octets })?;
-            }
-            Command::List(None) => {
-                out.send(&Response::ScanListing)?;
-                for (i, m) in md.messages().iter().enumerate() {
-                    if !m.deleted {
-                        out.send(&Response::ScanLine {
-                            msg: i + 1,
-                            octets: m.size,
-                        })?;
-                    }
-                }
-                out.send(&Response::End)?;
-            }
-            Command::List(Some(n)) => match md.get(n) {
-                Ok(m) => out.send(&Response::Scan {
-                    msg: n as usize,
-                    octets: m.size,
-                })?,
-                Err(r) => out.send(&refused(r))?,
-            },
-            Command::Uidl(None) => {
-                out.send(&Response::UidlListing)?;
-                for (i, m) in md.messages().iter().enumerate() {
-                    if !m.deleted {
-                        out.send(&Response::UidlLine {
-                            msg: i + 1,
-                            uid: m.uid(),
-                        })?;
-                    }
-                }
-                out.send(&Response::End)?;
-            }
-            Command::Uidl(Some(n)) => match md.get(n) {
-                Ok(m) => out.send(&Response::Uidl {
-                    msg: n as usize,
-                    uid: m.uid(),
-                })?,
-                Err(r) => out.send(&refused(r))?,
-            },
-            Command::Retr(n) => {
-                let size = match md.get(n) {
-                    Ok(m) => m.size,
-                    Err(r) => {
-                        out.send(&refused(r))?;
-                        return Ok(Flow::Go);
-                    }
-                };
-                return self.send_message(n, Response::Retr(size), BodyEncoder::retr(), out);
-            }
-            Command::Top { msg, lines } => {
-                if let Err(r) = md.get(msg) {
-                    out.send(&refused(r))?;
-                    return Ok(Flow::Go);
-                }
-                return self.send_message(msg, Response::Top, BodyEncoder::top(lines), out);
-            }
-            Command::Dele(n) => match md.delete(n) {
-                Ok(()) => out.send(&Response::Deleted)?,
-                Err(r) => out.send(&refused(r))?,
-            },
-            Command::Noop => out.send(&Response::Noop)?,
-            Command::Rset => {
-                md.reset();
-                out.send(&Response::Reset(md.stat().0))?;
-            }
+    /// Runs `f` on the open maildrop. Outside TRANSACTION (which [`allowed`] refuses before
+    /// dispatch) the reply is the wrong-state `-ERR`.
+    fn with_maildrop<W: Write>(
+        &mut self,
+        out: &mut Output<W>,
+        f: impl FnOnce(&mut Maildrop, &mut Output<W>) -> io::Result<()>,
+    ) -> io::Result<Flow> {
+        match &mut self.state {
+            State::Transaction(md) => f(md, out)?,
             _ => out.send(&Response::WrongState)?,
         }
         Ok(Flow::Go)
     }
+}
 
-    /// Streams message `msg` with `header` first. A file gone since the scan gets `-ERR` and
-    /// the session goes on; a read error after the header has been sent cannot be told to the
-    /// client, so the connection closes.
-    fn send_message<W: Write>(
-        &mut self,
-        msg: u32,
-        header: Response,
-        mut encoder: BodyEncoder,
-        out: &mut Output<W>,
-    ) -> io::Result<Flow> {
-        let State::Transaction(md) = &mut self.state else {
-            out.send(&Response::WrongState)?;
-            return Ok(Flow::Go);
-        };
-        let mut file = match md.open_message(msg) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                out.send(&Response::MessageGone)?;
-                return Ok(Flow::Go);
-            }
-            Err(e) => {
-                (self.log)(
-                    "retr",
-                    &format!("msg={msg} result=fail reason={:?}", e.to_string()),
-                );
-                out.send(&Response::MessageGone)?;
-                return Ok(Flow::Go);
-            }
-        };
-        out.send(&header)?;
-        let mut chunk = vec![0u8; maildir::CHUNK];
-        while !encoder.is_done() {
-            let n = match file.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    (self.log)(
-                        "retr",
-                        &format!("msg={msg} result=fail reason={:?}", e.to_string()),
-                    );
-                    out.flush()?;
-                    return Ok(Flow::Stop(End::Io));
-                }
-            };
-            encoder.encode(&chunk[..n], &mut out.buf);
-            if out.buf.len() >= maildir::CHUNK {
-                out.write_buf()?;
-            }
-        }
-        encoder.finish(&mut out.buf);
-        self.summary.retrieved += 1;
-        Ok(Flow::Go)
+/// The reply to a message number that cannot be used.
+fn refused(r: Refused) -> Response<'static> {
+    match r {
+        Refused::NoSuchMessage => Response::NoSuchMessage,
+        Refused::Deleted => Response::AlreadyDeleted,
     }
 }
 
@@ -638,6 +402,7 @@ mod tests {
     use std::cell::RefCell;
     use std::path::Path;
     use std::rc::Rc;
+    use std::time::Instant;
 
     /// Accepts alice with password "open sesame" (USER/PASS) or the APOP digest of it.
     struct FakeAuth {

@@ -1,0 +1,157 @@
+//! authorization: CAPA, USER, PASS and APOP, and the login they lead to (RFC 1939 §4, §7).
+//!
+//! Guarantees: every failed login, whatever the cause, gets the same reply after the same total
+//! delay (`auth_delay`, measured from the command), and the reason goes to the log only; after
+//! `max_auth_failures` the connection closes. A login the authenticator grants opens the
+//! maildrop (as the account) and moves the session to TRANSACTION.
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::maildir::Maildrop;
+use crate::pop3::wire::{Password, Response};
+
+use super::{
+    sanitize, Authenticator, Credentials, Denied, End, Flow, Granted, Output, Session, State,
+};
+
+impl<A: Authenticator> Session<'_, A> {
+    /// CAPA (RFC 2449), answered in AUTHORIZATION and TRANSACTION alike.
+    pub(super) fn capa<W: Write>(&mut self, out: &mut Output<W>) -> io::Result<Flow> {
+        out.send(&Response::CapaListing)?;
+        let implementation = concat!("IMPLEMENTATION apoptools-", env!("CARGO_PKG_VERSION"));
+        let mut caps = vec!["TOP", "UIDL"];
+        if self.settings.plaintext {
+            caps.push("USER");
+        }
+        caps.extend([
+            "RESP-CODES",
+            "AUTH-RESP-CODE",
+            "PIPELINING",
+            "EXPIRE NEVER",
+            implementation,
+        ]);
+        for c in caps {
+            out.send(&Response::Capability(c))?;
+        }
+        out.send(&Response::End)?;
+        Ok(Flow::Go)
+    }
+
+    pub(super) fn user<W: Write>(&mut self, name: String, out: &mut Output<W>) -> io::Result<Flow> {
+        if !self.settings.plaintext {
+            self.state = State::Authorization { user: None };
+            (self.log)(
+                "login",
+                &format!(
+                    "user={} method=user result=fail reason=\"plaintext not allowed\"",
+                    sanitize(&name)
+                ),
+            );
+            out.send(&Response::PlaintextDisabled)?;
+        } else {
+            self.state = State::Authorization { user: Some(name) };
+            out.send(&Response::UserAccepted)?;
+        }
+        Ok(Flow::Go)
+    }
+
+    /// PASS; the password is wiped when it goes out of scope here.
+    pub(super) fn pass<W: Write>(
+        &mut self,
+        password: Password,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        let user = match std::mem::replace(&mut self.state, State::Authorization { user: None }) {
+            State::Authorization { user: Some(u) } => u,
+            other => {
+                self.state = other;
+                out.send(&Response::NeedUser)?;
+                return Ok(Flow::Go);
+            }
+        };
+        let creds = Credentials::Plain {
+            login: &user,
+            password: password.as_bytes(),
+        };
+        self.login(&creds, out)
+    }
+
+    pub(super) fn apop<W: Write>(
+        &mut self,
+        name: &str,
+        digest: &str,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        let ts = self.settings.timestamp.clone();
+        let creds = Credentials::Apop {
+            login: name,
+            timestamp: &ts,
+            digest: digest.as_bytes(),
+        };
+        self.login(&creds, out)
+    }
+
+    fn login<W: Write>(&mut self, creds: &Credentials, out: &mut Output<W>) -> io::Result<Flow> {
+        let started = Instant::now();
+        let who = sanitize(creds.login());
+        let method = creds.method();
+        let path = match self.auth.authenticate(creds) {
+            Ok(Granted::Maildir(path)) => path,
+            Ok(Granted::Unavailable(reason)) => {
+                self.summary.user = Some(who.clone());
+                (self.log)(
+                    "login",
+                    &format!("user={who} method={method} result=fail mailbox={reason:?}"),
+                );
+                out.send(&Response::MailboxUnavailable)?;
+                return Ok(Flow::Stop(End::Mailbox));
+            }
+            Err(Denied(reason)) => {
+                self.failures += 1;
+                (self.log)(
+                    "login",
+                    &format!("user={who} method={method} result=fail reason={reason:?}"),
+                );
+                std::thread::sleep(self.settings.auth_delay.saturating_sub(started.elapsed()));
+                out.send(&Response::AuthFailed)?;
+                if self.failures >= self.settings.max_auth_failures {
+                    return Ok(Flow::Stop(End::TooManyFailures));
+                }
+                return Ok(Flow::Go);
+            }
+        };
+        self.summary.user = Some(who.clone());
+        match Maildrop::open(&path) {
+            Ok(md) => {
+                let (count, _) = md.stat();
+                let r = &md.report;
+                (self.log)(
+                    "login",
+                    &format!(
+                        "user={who} method={method} result=ok messages={count} moved={} \
+                         measured={}",
+                        r.moved, r.measured
+                    ),
+                );
+                self.summary.messages = count;
+                out.send(&Response::MailboxOpen(count))?;
+                self.state = State::Transaction(Box::new(md));
+                Ok(Flow::Go)
+            }
+            Err(e) => {
+                let (reply, reason) = match &e {
+                    Error::Busy(_) => (Response::InUse, "in-use".to_string()),
+                    other => (Response::MailboxUnavailable, other.to_string()),
+                };
+                (self.log)(
+                    "login",
+                    &format!("user={who} method={method} result=fail mailbox={reason:?}"),
+                );
+                out.send(&reply)?;
+                Ok(Flow::Stop(End::Mailbox))
+            }
+        }
+    }
+}
