@@ -85,6 +85,7 @@ impl User {
 
 pub struct World {
     dir: tempfile::TempDir,
+    bins: crate::bins::BinDir,
     users: Vec<User>,
     settings: Vec<(String, String)>,
     delivered: u32,
@@ -105,6 +106,7 @@ impl World {
         .unwrap();
         let mut world = World {
             dir,
+            bins: crate::bins::BinDir::default(),
             users: Vec::new(),
             settings: Vec::new(),
             delivered: 0,
@@ -293,7 +295,7 @@ impl World {
 
     /// The ipop3d binary at a path every account of this world can execute.
     pub fn ipop3d(&self) -> PathBuf {
-        crate::bins::runnable_by_all(IPOP3D, self.path())
+        self.bins.runnable_by_all(IPOP3D)
     }
 
     /// Serves ipop3d on 127.0.0.1, one session per connection, with `INTRANET=1` as the

@@ -38,6 +38,7 @@ impl User {
 
 pub struct World {
     pub dir: tempfile::TempDir,
+    bins: crate::bins::BinDir,
     pub config: PathBuf,
     pub disabled: PathBuf,
     passwd: PathBuf,
@@ -63,6 +64,7 @@ impl World {
             extra_config: extra.to_string(),
             users: Vec::new(),
             dir,
+            bins: crate::bins::BinDir::default(),
         };
         world.write_files();
         world
@@ -164,7 +166,7 @@ impl World {
     /// The binary `exe` (such as [`APOPPASSWD`]) at a path every account of this world can
     /// execute.
     pub fn bin(&self, exe: &str) -> PathBuf {
-        crate::bins::runnable_by_all(exe, self.path())
+        self.bins.runnable_by_all(exe)
     }
 
     /// `apoppasswd --config <world> args...`
