@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_PATH: &str = "/etc/apoptools.conf";
 
+/// The largest configuration file read.
+const MAX_LEN: u64 = 1 << 20;
+
 /// When ipop3d accepts USER/PASS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plaintext {
@@ -37,6 +40,10 @@ pub struct Config {
     pub auth_delay: Duration,
     /// Failed logins after which ipop3d closes the connection.
     pub max_auth_failures: u32,
+    /// Commands ipop3d answers before login; the next one ends the connection.
+    pub max_login_commands: u32,
+    /// The longest time ipop3d spends in AUTHORIZATION, however busy the client keeps it.
+    pub login_timeout: Duration,
 }
 
 impl Default for Config {
@@ -54,6 +61,8 @@ impl Default for Config {
             lock_wait: Duration::from_secs(10),
             auth_delay: Duration::from_millis(2000),
             max_auth_failures: 3,
+            max_login_commands: 30,
+            login_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -66,12 +75,19 @@ impl Config {
             Some(p) => (p, true),
             None => (Path::new(DEFAULT_PATH), false),
         };
-        match std::fs::read(path) {
-            Ok(bytes) => Config::parse(&bytes, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                Ok(Config::default())
+        // Root acts on what the file says (which account file, which disable list), so it must
+        // be a file only root could have written.
+        match crate::store::atomic::read_admin_file(path, MAX_LEN) {
+            Ok(Some(bytes)) => Config::parse(&bytes, path),
+            Ok(None) if !explicit => Ok(Config::default()),
+            Ok(None) => Err(Error::Config(format!(
+                "{}: No such file or directory",
+                path.display()
+            ))),
+            Err(Error::Io { source, .. }) => {
+                Err(Error::Config(format!("{}: {source}", path.display())))
             }
-            Err(e) => Err(Error::Config(format!("{}: {e}", path.display()))),
+            Err(e) => Err(e),
         }
     }
 
@@ -118,6 +134,12 @@ impl Config {
             "disabled_file" => self.disabled_file = absolute(key, nonempty()?)?,
             "maildir" => {
                 let v = nonempty()?;
+                if v.starts_with('/') {
+                    // Every account would share one folder.
+                    return Err(format!(
+                        "{key} must be a path relative to the home, not {v:?}"
+                    ));
+                }
                 if v.split('/').any(|c| c == "..") {
                     return Err(format!("{key} must not contain `..`"));
                 }
@@ -169,6 +191,10 @@ impl Config {
             "lock_wait" => self.lock_wait = Duration::from_millis(number(key, value, 0, 600_000)?),
             "auth_delay" => self.auth_delay = Duration::from_millis(number(key, value, 0, 60_000)?),
             "max_auth_failures" => self.max_auth_failures = number(key, value, 1, 100)? as u32,
+            "max_login_commands" => self.max_login_commands = number(key, value, 1, 10_000)? as u32,
+            "login_timeout" => {
+                self.login_timeout = Duration::from_secs(number(key, value, 1, 86_400)?)
+            }
             _ => unreachable!("key list and setter agree"),
         }
         Ok(())
@@ -191,7 +217,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "passwd_file",
         default: "(system accounts through NSS)",
-        doc: "A passwd(5)-format file of accounts used instead of the system's (virtual mail users). Absolute path.",
+        doc: "A passwd(5)-format file of accounts used instead of the system's (virtual mail users). Absolute path. Like this file itself, it is used only if it is a regular file owned by root (or by the user running the tool) and not writable by group or others. Its accounts get exactly their primary group when ipop3d becomes them, never the supplementary groups of a system user of the same name.",
     },
     Key {
         name: "disabled_file",
@@ -201,7 +227,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "maildir",
         default: "Maildir",
-        doc: "The Maildir, relative to the account's home directory. Must not contain `..`.",
+        doc: "The Maildir, relative to the account's home directory (an absolute path would make every account share one). Must not contain `..`.",
     },
     Key {
         name: "plaintext",
@@ -246,7 +272,17 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "max_auth_failures",
         default: "3",
-        doc: "Failed logins after which ipop3d closes the connection.",
+        doc: "Failed logins after which ipop3d closes the connection. Outages (an account source or disable list that cannot be read) are answered [SYS/TEMP] and do not count.",
+    },
+    Key {
+        name: "max_login_commands",
+        default: "30",
+        doc: "Commands ipop3d answers before a login succeeds (1 to 10000); the next one gets a goodbye and the connection closes. A command refused because plaintext logins are off (USER, PASS) counts as a failed login too, with its delay.",
+    },
+    Key {
+        name: "login_timeout",
+        default: "300",
+        doc: "Seconds a connection may spend before login in all, however often the client sends something (the idle timeout alone would let one byte every few minutes hold it for ever).",
     },
 ];
 

@@ -92,8 +92,14 @@ pub fn exit_status_help(rows: &[(u8, &str)]) -> String {
 pub enum Unsafe {
     Symlink,
     NotRegular(&'static str),
-    Owner { found: u32, expected: u32 },
+    Owner {
+        found: u32,
+        expected: u32,
+    },
     Mode(u32),
+    /// An administrator's file (configuration, account file, disable list) that group or others
+    /// may write.
+    Writable(u32),
     Links(u64),
     TooLarge(u64),
     Malformed(&'static str),
@@ -108,6 +114,9 @@ impl fmt::Display for Unsafe {
                 write!(f, "it is owned by uid {found}, not uid {expected}")
             }
             Unsafe::Mode(mode) => write!(f, "its mode is {mode:04o}, not 0600"),
+            Unsafe::Writable(mode) => {
+                write!(f, "it is writable by group or others (mode {mode:04o})")
+            }
             Unsafe::Links(n) => write!(f, "it has {n} hard links, not 1"),
             Unsafe::TooLarge(n) => write!(f, "it is {n} bytes long, too large"),
             Unsafe::Malformed(why) => write!(f, "it is malformed: {why}"),

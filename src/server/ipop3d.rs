@@ -109,6 +109,14 @@ pub fn command() -> clap::Command {
 
 /// The entry point of the `ipop3d` binary.
 pub fn main() -> ExitCode {
+    if let Err(e) = crate::system::process::forbid_core_dumps() {
+        log_line(
+            "fatal",
+            "-",
+            &format!("reason=\"cannot forbid core dumps: {e}\""),
+        );
+        return ExitCode::from(exit::SYSTEM);
+    }
     let matches = match command().try_get_matches() {
         Ok(m) => m,
         Err(e) => {

@@ -14,7 +14,7 @@
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -48,6 +48,12 @@ impl Lock {
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         let euid = nix::unistd::geteuid().as_raw();
         check_regular(path, &meta)?;
+        if meta.uid() == euid && meta.mode() & 0o7777 != 0o600 {
+            // Just created under a umask that took bits away (or left by an older version):
+            // 0600 exactly, on the handle.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::io(path, e))?;
+        }
         if meta.uid() != euid {
             return Err(unsafe_file(
                 path,
@@ -103,9 +109,11 @@ pub fn replace_with(
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(mode)
+            .mode(mode & 0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
+        // The mode asked for, whatever the caller's umask (fchmod on the handle).
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         let mut w = io::BufWriter::new(file);
         fill(&mut w)?;
         let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
@@ -118,6 +126,21 @@ pub fn replace_with(
         return Err(Error::io(target, e));
     }
     sync_dir(dir)
+}
+
+/// Creates `dir` and any missing parents with exactly `mode`, whatever the umask.
+pub fn create_dirs(dir: &Path, mode: u32) -> Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(d, e)),
+        }
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(d, e))?;
+    }
+    Ok(())
 }
 
 /// Removes `target` (if present) and makes the removal durable. The caller holds the lock.
@@ -175,6 +198,54 @@ pub fn check_regular(path: &Path, meta: &Metadata) -> Result<()> {
         "special file"
     };
     Err(unsafe_file(path, Unsafe::NotRegular(kind)))
+}
+
+/// Refuses an administrator's file (configuration, account file, disable list) that someone
+/// other than root could have written: it must be a regular file owned by root (or by the
+/// running uid, so an unprivileged user can run the tools on files of their own) and not
+/// writable by group or others. Checked on the opened handle's metadata.
+pub fn check_admin_file(path: &Path, meta: &Metadata) -> Result<()> {
+    check_regular(path, meta)?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(unsafe_file(
+            path,
+            Unsafe::Owner {
+                found: meta.uid(),
+                expected: 0,
+            },
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_file(path, Unsafe::Writable(meta.mode() & 0o7777)));
+    }
+    Ok(())
+}
+
+/// Reads an administrator's file at `path` (following symlinks, as /etc files often are)
+/// after [`check_admin_file`] on the opened handle; `Ok(None)` when it does not exist. At most
+/// `limit` bytes.
+pub fn read_admin_file(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(classify_open_error(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    check_admin_file(path, &meta)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(unsafe_file(path, Unsafe::TooLarge(bytes.len() as u64)));
+    }
+    Ok(Some(bytes))
 }
 
 pub(crate) fn unsafe_file(path: &Path, why: Unsafe) -> Error {

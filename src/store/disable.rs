@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result, Unsafe};
-use crate::store::atomic::{self, check_regular, open_nofollow, unsafe_file, Lock};
+use crate::store::atomic::{self, check_admin_file, open_nofollow, unsafe_file, Lock};
+use crate::system::accounts::{Accounts, Login};
 
 const MAX_LEN: u64 = 64 << 20;
 
@@ -35,20 +35,7 @@ impl DisableList {
         let Some((file, meta)) = open_nofollow(path)? else {
             return Ok(DisableList::default());
         };
-        check_regular(path, &meta)?;
-        let euid = nix::unistd::geteuid().as_raw();
-        if meta.uid() != 0 && meta.uid() != euid {
-            return Err(unsafe_file(
-                path,
-                Unsafe::Owner {
-                    found: meta.uid(),
-                    expected: 0,
-                },
-            ));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(unsafe_file(path, Unsafe::Mode(meta.mode() & 0o7777)));
-        }
+        check_admin_file(path, &meta)?;
         let mut bytes = Vec::new();
         file.take(MAX_LEN + 1)
             .read_to_end(&mut bytes)
@@ -94,6 +81,38 @@ impl DisableList {
         self.marks.get(name)
     }
 
+    /// The mark that keeps `login` out, if any: one on its account (which covers its
+    /// extensions), one on the address itself (`user-EXT`), or one on another name of the same
+    /// account, an alias with the same uid and home (so a second name is no way around a
+    /// mark). Marks on names that are no account are passed over; an account lookup that
+    /// fails for another reason (NSS down) is an error, never "not disabled".
+    pub fn mark_for(
+        &self,
+        accounts: &Accounts,
+        login: &Login,
+        delimiter: char,
+    ) -> Result<Option<(&str, &Mark)>> {
+        let account = &login.account;
+        let address = login.address(delimiter);
+        for (name, mark) in &self.marks {
+            if *name == account.name || *name == address {
+                return Ok(Some((name, mark)));
+            }
+        }
+        for (name, mark) in &self.marks {
+            let other = match accounts.resolve_login(name, delimiter) {
+                Ok(other) => other,
+                Err(Error::UnknownUser(_) | Error::BadName(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let same = other.account.uid == account.uid && other.account.home == account.home;
+            if same && (other.ext.is_none() || other.ext == login.ext) {
+                return Ok(Some((name, mark)));
+            }
+        }
+        Ok(None)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.marks.keys().map(String::as_str)
     }
@@ -119,13 +138,7 @@ impl DisableList {
         edit: impl FnOnce(&mut DisableList) -> Result<T>,
     ) -> Result<T> {
         let dir = path.parent().unwrap_or(Path::new("/"));
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode_0755()
-                .create(dir)
-                .map_err(|e| Error::io(dir, e))?;
-        }
+        atomic::create_dirs(dir, 0o755)?;
         let _lock = Lock::acquire(&lock_path(path), wait)?;
         let mut list = DisableList::load(path)?;
         let before = list.clone();
@@ -141,17 +154,6 @@ fn lock_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".lock");
     PathBuf::from(p)
-}
-
-trait Mode0755 {
-    fn mode_0755(&mut self) -> &mut Self;
-}
-
-impl Mode0755 for std::fs::DirBuilder {
-    fn mode_0755(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(0o755)
-    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@ use crate::system::wipe::wipe;
 
 const HEADER: &[u8] = b"apoptools-secret ";
 const VERSION: &[u8] = b"1";
-/// Longest secret accepted.
-pub const MAX_SECRET_LEN: usize = 1024;
+/// Longest new password accepted: a USER/PASS login sends it in `PASS <password>\r\n`, at most
+/// 255 octets (RFC 2449), so 248 bytes is the most that works everywhere. Longer secrets that
+/// earlier versions stored are still read, and work with APOP.
+pub const MAX_SECRET_LEN: usize = 248;
 
 /// A secret's bytes: never printed, wiped from memory when dropped.
 pub struct Secret(Vec<u8>);

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 pub const MAX_USER_LEN: usize = 32;
 /// Longest extension accepted.
 pub const MAX_EXT_LEN: usize = 64;
+/// The largest passwd_file read.
+const MAX_PASSWD_LEN: u64 = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -95,7 +97,9 @@ impl Accounts {
         let Some(path) = passwd_file else {
             return Ok(Accounts::System);
         };
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        // It names every account's uid and home: only root may have written it.
+        let bytes = crate::store::atomic::read_admin_file(path, MAX_PASSWD_LEN)?
+            .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::Config(format!("{}: not valid UTF-8", path.display())))?;
         let mut by_name = HashMap::new();

@@ -1,5 +1,7 @@
-//! process: signal dispositions and worker processes, as safe functions.
+//! process: core dumps, signal dispositions and worker processes, as safe functions.
 //!
+//! - [`forbid_core_dumps`] makes the process non-dumpable with RLIMIT_CORE 0: no secret it
+//!   holds can reach a core file.
 //! - [`with_sigint_ignored`] runs a closure with SIGINT ignored and puts the previous
 //!   disposition back afterwards, whatever the closure returns.
 //! - [`fork_worker`] runs a closure in a child process that leaves with `_exit` (no atexit
@@ -8,6 +10,14 @@
 //!   fork (see its documentation).
 
 use nix::sys::signal::{signal, SigHandler, Signal};
+
+/// No core dump and no memory readable through /proc or ptrace by the account: RLIMIT_CORE 0
+/// (soft and hard, so it cannot be raised again) and not dumpable. Every tool calls this
+/// before it reads a secret; a failure stops the tool.
+pub fn forbid_core_dumps() -> nix::Result<()> {
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)?;
+    nix::sys::prctl::set_dumpable(false)
+}
 use nix::unistd::{fork, ForkResult, Pid};
 
 /// Runs `f` with SIGINT ignored, then restores the disposition that was in effect before.

@@ -151,7 +151,7 @@ pub fn command() -> Command {
 }
 
 pub fn main() -> ExitCode {
-    cli::finish(TOOL, run())
+    cli::start(TOOL, run)
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -227,12 +227,25 @@ impl Target {
         })
     }
 
-    /// A disabled account may not get a new password, unless root gives it one.
+    /// The login this target is, for the disable list.
+    fn login(&self) -> Login {
+        Login {
+            account: self.account.clone(),
+            ext: self.ext.clone(),
+        }
+    }
+
+    /// A disabled address (or its account, or an alias of it) may not get a new password,
+    /// unless root gives it one.
     fn check_may_set(&self, ctx: &Context) -> Result<()> {
-        if !privilege::is_root()
-            && DisableList::load(&ctx.config.disabled_file)?.contains(&self.account.name)
+        if privilege::is_root() {
+            return Ok(());
+        }
+        let list = DisableList::load(&ctx.config.disabled_file)?;
+        if let Some((name, _)) =
+            list.mark_for(&ctx.accounts, &self.login(), ctx.config.ext_delimiter)?
         {
-            return Err(Error::Disabled(self.account.name.clone()));
+            return Err(Error::Disabled(name.to_string()));
         }
         Ok(())
     }
@@ -278,11 +291,15 @@ fn generate(ctx: &Context, target: &Target, m: &ArgMatches) -> anyhow::Result<Ex
         .copied()
         .map_or(usize::from(DEFAULT_LENGTH), usize::from);
     let secret = random_password(length)?;
+    store::check_policy(secret.as_bytes(), ctx.config.min_length)?;
+    // Shown before it is stored: a password nobody saw (stdout full, or its reader gone) must
+    // not replace the old one.
+    let line = Secret::new([secret.as_bytes(), b"\n"].concat());
+    cli::print_all(line.as_bytes())
+        .context("cannot show the generated password; nothing was changed")?;
     target
         .store(ctx, &secret)
         .with_context(|| format!("cannot set the APOP password of {}", target.address))?;
-    let line = Secret::new([secret.as_bytes(), b"\n"].concat());
-    cli::print(line.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -356,9 +373,14 @@ fn status(ctx: &Context, target: &Target) -> anyhow::Result<ExitCode> {
         }
         None => out.push_str("password:   not set\n"),
     }
-    match disabled.get(&target.account.name) {
-        Some(mark) => out.push_str(&format!(
+    match disabled.mark_for(&ctx.accounts, &target.login(), ctx.config.ext_delimiter)? {
+        Some((name, mark)) if name == target.address => out.push_str(&format!(
             "disabled:   yes, since {} by {}\n",
+            cli::utc(mark.since),
+            mark.by
+        )),
+        Some((name, mark)) => out.push_str(&format!(
+            "disabled:   yes, as {name} since {} by {}\n",
             cli::utc(mark.since),
             mark.by
         )),

@@ -20,6 +20,9 @@ use crate::system::wipe::wipe;
 use crate::tools::apoppasswd::TOOL;
 use crate::tools::cli::{self, Context};
 
+/// The largest `--batch` input (about a million accounts).
+const MAX_BATCH_LEN: usize = 256 << 20;
+
 /// One valid line of `--batch` input.
 struct BatchEntry<'a> {
     line: usize,
@@ -29,11 +32,16 @@ struct BatchEntry<'a> {
 
 pub fn batch(ctx: &Context) -> anyhow::Result<ExitCode> {
     ctx.require_root("set passwords with --batch")?;
-    let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut input)
-        .map_err(|e| Error::io("standard input", e))?;
+    let mut input = match crate::system::wipe::read_stdin(MAX_BATCH_LEN, false) {
+        Ok(input) => input,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Error::Policy(format!(
+                "the --batch input is larger than {MAX_BATCH_LEN} bytes"
+            ))
+            .into())
+        }
+        Err(e) => return Err(Error::io("standard input", e).into()),
+    };
     let result = batch_input(ctx, &input);
     wipe(&mut input);
     result

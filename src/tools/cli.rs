@@ -8,7 +8,7 @@
 //! - [`read_line_secret`]: a password from the first line of stdin (never from argv).
 //! - [`utc`]: Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`, without a time-zone database.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -17,6 +17,16 @@ use crate::error::{exit_code, Error, Result};
 use crate::store::{Secret, MAX_SECRET_LEN};
 use crate::system::accounts::Accounts;
 use crate::system::privilege;
+
+/// What every tool does first, before it reads anything: no core dumps (see
+/// [`crate::system::process::forbid_core_dumps`]); if that fails, nothing else runs.
+pub fn start(tool: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
+    if let Err(e) = crate::system::process::forbid_core_dumps() {
+        eprintln!("{tool}: cannot forbid core dumps: {e}");
+        return ExitCode::from(crate::error::exit::SYSTEM);
+    }
+    finish(tool, run())
+}
 
 /// Turns a tool's result into its exit status, printing an error once on stderr.
 pub fn finish(tool: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
@@ -42,6 +52,15 @@ pub fn print(bytes: impl AsRef<[u8]>) -> Result<()> {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::io("standard output", e)),
         _ => Ok(()),
     }
+}
+
+/// Writes `bytes` to standard output and flushes it; unlike [`print`], a reader that has gone
+/// is an error too (for output that must have been seen, such as a generated password).
+pub fn print_all(bytes: impl AsRef<[u8]>) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes.as_ref())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("standard output", e))
 }
 
 /// Who runs the tool.
@@ -97,21 +116,25 @@ impl Context {
 /// The first line of stdin, without its `\n` and one `\r` before it. At most
 /// [`MAX_SECRET_LEN`] + 2 bytes are read, so a huge stdin cannot exhaust memory.
 pub fn read_line_secret() -> Result<Secret> {
-    let mut line = Vec::new();
-    io::stdin()
-        .lock()
-        .take(MAX_SECRET_LEN as u64 + 2)
-        .read_until(b'\n', &mut line)
-        .map_err(|e| Error::io("standard input", e))?;
+    let too_long = || {
+        Error::Policy(format!(
+            "the password is longer than {MAX_SECRET_LEN} bytes"
+        ))
+    };
+    let mut line = match crate::system::wipe::read_stdin(MAX_SECRET_LEN + 2, true) {
+        Ok(line) => line,
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(too_long()),
+        Err(e) => return Err(Error::io("standard input", e)),
+    };
     if line.last() == Some(&b'\n') {
         line.pop();
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-    } else if line.len() > MAX_SECRET_LEN {
-        return Err(Error::Policy(format!(
-            "the password is longer than {MAX_SECRET_LEN} bytes"
-        )));
+    }
+    if line.len() > MAX_SECRET_LEN {
+        crate::system::wipe::wipe(&mut line);
+        return Err(too_long());
     }
     Ok(Secret::new(line))
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::error::{exit, exit_code, Error, Result};
 use crate::store;
 use crate::store::disable::{DisableList, Mark};
-use crate::system::accounts::Account;
+use crate::system::accounts::Login;
 use crate::system::privilege;
 use crate::tools::cli::{self, Context};
 
@@ -94,7 +94,7 @@ pub fn command() -> Command {
 }
 
 pub fn main() -> ExitCode {
-    cli::finish(TOOL, run())
+    cli::start(TOOL, run)
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -118,35 +118,38 @@ fn run() -> anyhow::Result<ExitCode> {
     if m.get_flag("enable") {
         enable(&ctx, &users)
     } else {
-        let accounts = users
+        let delimiter = ctx.config.ext_delimiter;
+        let logins = users
             .iter()
-            .map(|u| ctx.accounts.by_name(u))
-            .collect::<Result<Vec<Account>>>()?;
-        disable(&ctx, &accounts)?;
+            .map(|u| ctx.accounts.resolve_login(u, delimiter))
+            .collect::<Result<Vec<Login>>>()?;
+        let addresses: Vec<String> = logins.iter().map(|l| l.address(delimiter)).collect();
+        disable(&ctx, &addresses)?;
         if m.get_flag("purge") {
-            purge(&ctx, &accounts)
+            purge(&ctx, &logins)
         } else {
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
+/// Marks each address: an account (and with it all its extensions), or one extension alone
+/// (`user-EXT`).
+fn disable(ctx: &Context, addresses: &[String]) -> anyhow::Result<()> {
     let since = cli::now();
     let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
-        Ok(accounts
+        Ok(addresses
             .iter()
-            .map(|a| match list.get(&a.name) {
+            .map(|a| match list.get(a) {
                 Some(old) => format!(
-                    "{}: already disabled since {} by {}\n",
-                    a.name,
+                    "{a}: already disabled since {} by {}\n",
                     cli::utc(old.since),
                     old.by
                 ),
                 None => {
                     let by = ctx.caller.name.clone();
-                    list.insert(&a.name, Mark { since, by });
-                    format!("{}: disabled\n", a.name)
+                    list.insert(a, Mark { since, by });
+                    format!("{a}: disabled\n")
                 }
             })
             .collect::<String>())
@@ -158,13 +161,16 @@ fn disable(ctx: &Context, accounts: &[Account]) -> anyhow::Result<()> {
 /// Removes the marks of `users`: existing accounts, or names that are marked although their
 /// account is gone.
 fn enable(ctx: &Context, users: &[&str]) -> anyhow::Result<ExitCode> {
-    // A name that can never be an account fails before the lock file is created.
+    // A name that can never be an address fails before the lock file is created.
+    let delimiter = ctx.config.ext_delimiter;
     for user in users {
-        crate::system::accounts::validate_user(user)?;
+        if let Err(e @ Error::BadName(_)) = ctx.accounts.resolve_login(user, delimiter) {
+            return Err(e.into());
+        }
     }
     let report = DisableList::update(&ctx.config.disabled_file, ctx.config.lock_wait, |list| {
         for user in users {
-            match ctx.accounts.by_name(user) {
+            match ctx.accounts.resolve_login(user, delimiter) {
                 Err(Error::UnknownUser(_)) if list.contains(user) => {}
                 Err(e) => return Err(e),
                 Ok(_) => {}
@@ -182,20 +188,32 @@ fn enable(ctx: &Context, users: &[&str]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn purge(ctx: &Context, accounts: &[Account]) -> anyhow::Result<ExitCode> {
+/// Erases the secrets of each login: all of an account's, or one extension's alone.
+fn purge(ctx: &Context, logins: &[Login]) -> anyhow::Result<ExitCode> {
     let mut first_failure = None;
-    for account in accounts {
-        match store::purge(account, ctx.config.lock_wait) {
+    for login in logins {
+        let (account, address) = (&login.account, login.address(ctx.config.ext_delimiter));
+        let purged = match &login.ext {
+            None => store::purge(account, ctx.config.lock_wait),
+            Some(ext) => store::delete(account, Some(ext), ctx.config.lock_wait).map(|gone| {
+                if gone {
+                    vec![store::path(account, Some(ext))]
+                } else {
+                    vec![]
+                }
+            }),
+        };
+        match purged {
             Ok(removed) if removed.is_empty() => {
-                cli::print(format!("{}: no stored password to purge\n", account.name))?
+                cli::print(format!("{address}: no stored password to purge\n"))?
             }
             Ok(removed) => {
                 for path in removed {
-                    cli::print(format!("{}: removed {}\n", account.name, path.display()))?;
+                    cli::print(format!("{address}: removed {}\n", path.display()))?;
                 }
             }
             Err(e) => {
-                let e = anyhow::Error::new(e).context(format!("cannot purge {}", account.name));
+                let e = anyhow::Error::new(e).context(format!("cannot purge {address}"));
                 eprintln!("{TOOL}: {}", cli::message(&e));
                 first_failure.get_or_insert(exit_code(&e));
             }

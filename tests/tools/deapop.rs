@@ -238,12 +238,12 @@ fn an_unsafe_disable_list_is_refused_root() {
         .deapop()
         .arg("--list")
         .run()
-        .fails(5, "its mode is 0666");
+        .fails(5, "it is writable by group or others (mode 0666)");
     world
         .apoppasswd()
         .arg("--generate")
         .user(&alice)
         .run()
-        .fails(5, "its mode is 0666");
+        .fails(5, "it is writable by group or others (mode 0666)");
     assert!(!alice.apop().exists());
 }

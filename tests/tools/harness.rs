@@ -121,6 +121,17 @@ impl World {
         user
     }
 
+    /// Adds `name` to the account file as an alias of `user`: the same uid, gid and home.
+    pub fn alias(&mut self, user: &User, name: &str) -> User {
+        let alias = User {
+            name: name.to_string(),
+            ..user.clone()
+        };
+        self.users.push(alias.clone());
+        self.write_files();
+        alias
+    }
+
     /// Adds a virtual user (root only): uid 60000 + its index.
     pub fn add_user(&mut self, name: &str) -> User {
         assert!(is_root(), "virtual users need root");
@@ -212,6 +223,8 @@ pub fn perm(mode: u32) -> std::fs::Permissions {
 pub struct Run {
     command: Command,
     stdin: Vec<u8>,
+    /// Where the child's stdout goes instead of a pipe the test reads.
+    stdout: Option<Stdio>,
 }
 
 /// What a finished child did.
@@ -255,6 +268,7 @@ impl Run {
         Run {
             command,
             stdin: Vec::new(),
+            stdout: None,
         }
     }
 
@@ -284,11 +298,18 @@ impl Run {
         &mut self.command
     }
 
+    /// Sends the child's stdout to `to` (such as /dev/full) instead of the test; the output's
+    /// `stdout` is then empty.
+    pub fn stdout_to(mut self, to: impl Into<Stdio>) -> Run {
+        self.stdout = Some(to.into());
+        self
+    }
+
     pub fn spawn(mut self) -> Running {
         let mut child = self
             .command
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(self.stdout.take().unwrap_or_else(Stdio::piped))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -314,11 +335,13 @@ pub struct Running {
 impl Running {
     /// Waits for the child (killing it and failing past [`CHILD_DEADLINE`]).
     pub fn wait(mut self) -> Output {
-        let mut out = self.child.stdout.take().unwrap();
+        let out = self.child.stdout.take();
         let mut err = self.child.stderr.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut s = Vec::new();
-            out.read_to_end(&mut s).unwrap();
+            if let Some(mut out) = out {
+                out.read_to_end(&mut s).unwrap();
+            }
             s
         });
         let err_reader = std::thread::spawn(move || {

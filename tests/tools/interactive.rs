@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +28,12 @@ struct Terminal {
 impl Terminal {
     /// `apoppasswd args...` run by `user` on a new pty.
     fn spawn(world: &World, user: &User, args: &[&str]) -> Terminal {
+        Terminal::spawn_in(world, user, args, None)
+    }
+
+    /// [`Terminal::spawn`], optionally allowed unlimited core dumps (`ulimit -c unlimited`) in
+    /// the working directory `cores`.
+    fn spawn_in(world: &World, user: &User, args: &[&str], cores: Option<&Path>) -> Terminal {
         let pty = nix::pty::openpty(None, None).unwrap();
         if crate::harness::is_root() {
             // The slave is created for the opener; give it to the user who will use it.
@@ -55,6 +62,23 @@ impl Terminal {
                 }
                 Ok(())
             });
+        }
+        if let Some(dir) = cores {
+            command.current_dir(dir);
+            // SAFETY: setrlimit(2) in the forked child before exec is async-signal-safe; the
+            // struct lives on the child's stack for the call.
+            unsafe {
+                command.pre_exec(|| {
+                    let unlimited = libc::rlimit {
+                        rlim_cur: libc::RLIM_INFINITY,
+                        rlim_max: libc::RLIM_INFINITY,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = command.spawn().unwrap();
         // Only the child may hold the slave now, so the master sees EOF (EIO) when it exits.
@@ -268,5 +292,52 @@ fn root_sets_another_users_password_at_its_terminal_root() {
     let file = alice.home.join(".apop-pop");
     assert_eq!(std::fs::metadata(&file).unwrap().uid(), alice.uid);
     assert!(world.verifies("alice-pop", PASSWORD));
+    assert!(!alice.apop().exists());
+}
+
+/// While apoppasswd holds the first password (at the second prompt) it cannot dump core: its
+/// RLIMIT_CORE is 0 though the parent allowed unlimited cores, and SIGABRT then leaves no core
+/// file in its working directory (the kernel's pattern here is a plain `core`), so no file
+/// can ever hold the password.
+#[test]
+fn a_crash_at_the_prompt_leaves_no_core() {
+    let mut world = World::new();
+    let alice = world.me("alice");
+    let cores = world.path().join("cores");
+    std::fs::create_dir(&cores).unwrap();
+    std::fs::set_permissions(&cores, crate::harness::perm(0o777)).unwrap();
+    let mut term = Terminal::spawn_in(&world, &alice, &[], Some(&cores));
+    term.wait_for_prompt("Enter APOP Password: ", 1);
+    term.type_line(PASSWORD);
+    term.wait_for_prompt("Again APOP Password: ", 1);
+    let pid = term.child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        // Not SIGSEGV: Rust's runtime catches a SIGSEGV that no fault raised (its stack
+        // overflow handler) and the interrupted prompt then ends as Ctrl-C would.
+        nix::sys::signal::Signal::SIGABRT,
+    )
+    .unwrap();
+    let (status, _, _) = term.finish_status();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status}");
+    assert!(!status.core_dumped(), "{status}");
+    if let Some(entry) = std::fs::read_dir(&cores).unwrap().next() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let holds = bytes
+            .windows(PASSWORD.len())
+            .any(|w| w == PASSWORD.as_bytes());
+        panic!("a core file was written (holding the password: {holds})");
+    }
     assert!(!alice.apop().exists());
 }

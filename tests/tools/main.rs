@@ -1,6 +1,7 @@
 //! Integration tests of apoppasswd and deapop: the real binaries, real files, permissions,
 //! processes and a real pseudo-terminal, each test in a fresh temp world (see `harness`).
-//! Tests that need root say `SKIPPED (needs root): <name>` and pass when run by anyone else.
+//! Tests that need root carry `_root` in their names and say `SKIPPED (needs root): <name>` when
+//! run by anyone else (a failure under `APOPTOOLS_REQUIRE_ALL`).
 
 mod attacks;
 mod batch;
@@ -10,6 +11,7 @@ mod bins;
 mod concurrency;
 mod config;
 mod deapop;
+mod fail_closed;
 mod harness;
 mod interactive;
 mod provisioning;

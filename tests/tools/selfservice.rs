@@ -181,7 +181,7 @@ fn policy_and_names() {
     set(&[], "\n").fails(7, "empty");
     set(&[], "").fails(7, "empty");
     set(&[], "has\0a NUL byte\n").fails(7, "NUL");
-    set(&[], &"x".repeat(5000)).fails(7, "longer than 1024");
+    set(&[], &"x".repeat(5000)).fails(7, "longer than 248");
     set(&["nobody-here"], "long enough password\n").fails(4, "unknown user");
     set(&["../../etc"], "long enough password\n").fails(4, "bad name");
     assert!(!alice.apop().exists());
