@@ -95,7 +95,8 @@ fn apoppasswd_page() -> String {
     let security = roff(
         "apoppasswd is not setuid. A user edits only their own store. Root provisioning another account does every file operation in that home as the account (effective uid, gid and groups switched, and switched back by a guard), so a link, FIFO or odd file planted in the home cannot make root read or write outside it. Store files are checked on the opened handle (O_NOFOLLOW, fstat: type, owner, mode, link count), not by path.\n\
          Every write goes to a temp file created exclusively in the same directory, is fsync'd, renamed over the target, and the directory fsync'd, under an exclusive lock on ~/.apop.lock: a crash leaves the old secret or the new one, and concurrent writers never lose an update.\n\
-         Passwords never come from the command line; the prompt does not echo; no password appears in any message. APOP needs a plaintext-equivalent secret on the server: choose a mail password that is not your login password.\n\
+         Passwords never come from the command line; the prompt does not echo; no password appears in any message. APOP needs a plaintext-equivalent secret on the server: choose a mail password that is not your login password. A new password is at most 248 bytes, the most a 255-octet PASS line can carry, so every password set works with USER/PASS too.\n\
+         apoppasswd forbids core dumps (RLIMIT_CORE 0, not dumpable) before it reads anything, reads standard input straight from the descriptor, and erases every buffer that held a password. The configuration file and passwd_file are refused when anyone but root could have written them. --generate prints the password before it stores it: if it cannot be shown (standard output full or closed) nothing changes and the exit status is 10. Files and directories get their modes whatever the caller's umask.\n\
          Tested (see README.md): 1,000 SIGKILLs at random moments left every secret old or new; a write on a full file system failed with the old secret intact; 50 concurrent writers never lost an update; nine planted-file attacks and a file swapped between check and open were refused.",
     );
     let extra = section("FILES", &files)
@@ -112,7 +113,7 @@ fn deapop_page() -> String {
         ("/etc/apoptools.conf".into(), "Configuration, see apoptools.conf(5).".into()),
     ]);
     let security = roff(
-        "Only root may run deapop. The disable list lives where users cannot write, so a user cannot lift a mark; ipop3d and apoppasswd consult it. --purge erases ~/.apop and every ~/.apop-* acting as the account, so links planted in the home cannot redirect the removal.",
+        "Only root may run deapop. The disable list lives where users cannot write, so a user cannot lift a mark; ipop3d and apoppasswd consult it. A mark on USER covers its extensions; a mark on USER-EXT covers that extension alone. A mark follows the account, not the name: another name with the same uid and home (an alias) is disabled too. --purge erases ~/.apop and every ~/.apop-* acting as the account, so links planted in the home cannot redirect the removal.",
     );
     let extra = section("FILES", &files)
         + &exit_statuses(&exit_statuses_for(crate::tools::deapop::EXIT_CODES))
