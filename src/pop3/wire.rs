@@ -299,6 +299,12 @@ pub enum Response<'a> {
     DeleteFailed,
     /// Idle timeout (RFC 2449 `[SYS/TEMP]`).
     Autologout,
+    /// The login deadline passed (config `login_timeout`).
+    LoginTimeout,
+    /// Too many commands before login (config `max_login_commands`).
+    TooManyCommands,
+    /// The account source or the disable list cannot be read: an outage, not a wrong login.
+    AuthUnavailable,
     NoSuchMessage,
     AlreadyDeleted,
     /// The message file vanished after the scan (another client removed it).
@@ -361,6 +367,13 @@ impl Response<'_> {
             Response::Autologout => {
                 w.write_all(b"-ERR [SYS/TEMP] Autologout; idle for too long\r\n")
             }
+            Response::LoginTimeout => w.write_all(b"-ERR Too long without a login; goodbye\r\n"),
+            Response::TooManyCommands => {
+                w.write_all(b"-ERR Too many commands without a login; goodbye\r\n")
+            }
+            Response::AuthUnavailable => w.write_all(
+                b"-ERR [SYS/TEMP] Authentication is temporarily unavailable; try again later\r\n",
+            ),
             Response::NoSuchMessage => w.write_all(b"-ERR No such message\r\n"),
             Response::AlreadyDeleted => w.write_all(b"-ERR Message already deleted\r\n"),
             Response::MessageGone => w.write_all(b"-ERR Message is no longer available\r\n"),
@@ -710,6 +723,18 @@ mod tests {
             (
                 R::Autologout,
                 b"-ERR [SYS/TEMP] Autologout; idle for too long\r\n",
+            ),
+            (
+                R::LoginTimeout,
+                b"-ERR Too long without a login; goodbye\r\n",
+            ),
+            (
+                R::TooManyCommands,
+                b"-ERR Too many commands without a login; goodbye\r\n",
+            ),
+            (
+                R::AuthUnavailable,
+                b"-ERR [SYS/TEMP] Authentication is temporarily unavailable; try again later\r\n",
             ),
             (R::NoSuchMessage, b"-ERR No such message\r\n"),
             (R::AlreadyDeleted, b"-ERR Message already deleted\r\n"),

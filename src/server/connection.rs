@@ -8,9 +8,11 @@
 //! - [`set_socket_options`]: on a TCP socket, TCP_NODELAY (small replies never wait on Nagle's
 //!   algorithm) and a send timeout, so a client that stops reading is dropped too.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// On a socket at standard output: TCP_NODELAY (TCP only) and a send timeout of `timeout`, so a
 /// client that stops reading cannot hold the process forever. Anything else (a pipe in tests,
@@ -23,15 +25,38 @@ pub fn set_socket_options(timeout: Duration) {
     let _ = setsockopt(&stdout.as_fd(), sockopt::SendTimeout, &limit);
 }
 
-/// Standard input with the idle timeout: poll(2) before each read; expiry is `TimedOut`.
+/// The address of the peer of standard input, when it is an IPv4 or IPv6 socket.
+pub fn peer_address() -> Option<String> {
+    use nix::sys::socket::{getpeername, SockaddrStorage};
+    let peer: SockaddrStorage = getpeername(nix::libc::STDIN_FILENO).ok()?;
+    if let Some(v4) = peer.as_sockaddr_in() {
+        return Some(std::net::Ipv4Addr::from(v4.ip()).to_string());
+    }
+    peer.as_sockaddr_in6().map(|v6| {
+        let ip = v6.ip();
+        // An IPv4 client of a dual-stack socket, as tcpserver shows it.
+        ip.to_ipv4_mapped()
+            .map_or(ip.to_string(), |v4| v4.to_string())
+    })
+}
+
+/// Standard input with the idle timeout, and before login the login deadline too: poll(2)
+/// before each read; expiry of either is `TimedOut`.
 pub struct Stdin {
     pub timeout: Duration,
+    /// When AUTHORIZATION must end; no longer applies once `logged_in` is set.
+    pub login_deadline: Option<Instant>,
+    pub logged_in: Rc<Cell<bool>>,
 }
 
 impl Read for Stdin {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let millis = self.timeout.as_millis().min(i32::MAX as u128) as i32;
+        let mut wait = self.timeout;
+        if let Some(deadline) = self.login_deadline.filter(|_| !self.logged_in.get()) {
+            wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        let millis = wait.as_millis().min(i32::MAX as u128) as i32;
         let stdin = io::stdin();
         let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
         match poll(

@@ -15,9 +15,11 @@
 //! - Log lines go to stderr, one per event: `ipop3d: <event> remote=<ip> key=value...`. They
 //!   never hold a secret, a password or a digest; user names are escaped and capped.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -154,20 +156,27 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
         Plaintext::Never => false,
         Plaintext::Intranet => std::env::var_os("INTRANET").is_some_and(|v| !v.is_empty()),
     };
+    let login_deadline = started + config.login_timeout;
     let settings = Settings {
         plaintext,
         auth_delay: config.auth_delay,
         max_auth_failures: config.max_auth_failures,
         timestamp: timestamp(&hostname(&config)),
+        max_login_commands: config.max_login_commands,
+        login_deadline: Some(login_deadline),
     };
     connection::set_socket_options(config.timeout);
+    let logged_in = Rc::new(Cell::new(false));
     let auth = SystemAuth {
         config: &config,
         accounts,
+        logged_in: Rc::clone(&logged_in),
     };
     let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
     let input = connection::Stdin {
         timeout: config.timeout,
+        login_deadline: Some(login_deadline),
+        logged_in,
     };
     let summary = Session::new(settings, auth, &mut log).run(input, connection::Stdout);
     log_line(
@@ -194,6 +203,8 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
 struct SystemAuth<'c> {
     config: &'c Config,
     accounts: Accounts,
+    /// Set once the login succeeded: the input's login deadline no longer applies.
+    logged_in: Rc<Cell<bool>>,
 }
 
 impl Authenticator for SystemAuth<'_> {
@@ -202,17 +213,26 @@ impl Authenticator for SystemAuth<'_> {
         let login = self
             .accounts
             .resolve_login(c.login(), delimiter)
-            .map_err(|e| Denied(why(&e)))?;
+            .map_err(|e| refusal(&e))?;
         let account = &login.account;
         if account.uid == 0 {
-            return Err(Denied("uid 0 never logs in".into()));
+            return Err(Denied::Wrong("uid 0 never logs in".into()));
         }
+        if account.gid == 0 {
+            return Err(Denied::Wrong("gid 0 never logs in".into()));
+        }
+        // The disable list, or an account lookup behind one of its marks, that cannot be read
+        // is an outage: no login is let in, and none is counted as wrong.
         let disabled = DisableList::load(&self.config.disabled_file)
-            .map_err(|e| Denied(format!("disable list unusable: {e}")))?;
-        if disabled.contains(&account.name) || disabled.contains(&login.address(delimiter)) {
-            return Err(Denied("disabled".into()));
+            .map_err(|e| Denied::Outage(format!("disable list unusable: {e}")))?;
+        let mark = disabled
+            .mark_for(&self.accounts, &login, delimiter)
+            .map_err(|e| Denied::Outage(format!("disable list unusable: {e}")))?;
+        if let Some((name, _)) = mark {
+            return Err(Denied::Wrong(format!("disabled ({name})")));
         }
-        let record = store::read(account, login.ext.as_deref()).map_err(|e| Denied(why(&e)))?;
+        let record =
+            store::read(account, login.ext.as_deref()).map_err(|e| Denied::Wrong(why(&e)))?;
         let secret = record.secret.as_bytes();
         let ok = match c {
             Credentials::Apop {
@@ -221,19 +241,31 @@ impl Authenticator for SystemAuth<'_> {
             Credentials::Plain { password, .. } => apop::constant_time_eq(secret, password),
         };
         if !ok {
-            return Err(Denied(match c {
+            return Err(Denied::Wrong(match c {
                 Credentials::Apop { .. } => "wrong digest".into(),
                 Credentials::Plain { .. } => "wrong password".into(),
             }));
         }
-        privilege::drop_permanently(account)
-            .map_err(|e| Denied(format!("cannot become the account: {e}")))?;
+        // A drop that fails half-way leaves the process in an identity nobody chose: it must
+        // end here, never carry on as if the password had been wrong.
+        privilege::drop_permanently(account, self.accounts.groups())
+            .map_err(|e| Denied::Fatal(format!("cannot drop privileges: {e}")))?;
+        self.logged_in.set(true);
         Ok(
             match maildir::locate(account, login.ext.as_deref(), self.config) {
                 Ok(path) => Granted::Maildir(path),
                 Err(e) => Granted::Unavailable(e.to_string()),
             },
         )
+    }
+}
+
+/// A failed account lookup: a name that is no account is a wrong login; anything else (NSS or
+/// LDAP down, an unreadable passwd_file) is an outage.
+fn refusal(e: &Error) -> Denied {
+    match e {
+        Error::UnknownUser(_) | Error::BadName(_) => Denied::Wrong(why(e)),
+        other => Denied::Outage(format!("account lookup failed: {other}")),
     }
 }
 
@@ -294,11 +326,14 @@ fn timestamp(host: &str) -> String {
     format!("<{}.{nanos}@{host}>", std::process::id())
 }
 
-/// The client's address as the super-server tells it, escaped for the log.
+/// The client's address, escaped for the log: as the super-server tells it (tcpserver's
+/// `TCPREMOTEIP`, `REMOTE_ADDR`), else from getpeername(2) on standard input when that is a
+/// socket (inetd, xinetd, `systemd-socket-activate --inetd` set no variable), else `-`.
 fn remote_address() -> String {
     ["TCPREMOTEIP", "REMOTE_ADDR"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(connection::peer_address)
         .map_or_else(|| "-".to_string(), |v| session::sanitize(&v))
 }
 
@@ -400,7 +435,7 @@ mod tests {
         std::fs::write(
             &passwd,
             format!(
-                "alice:x:{me}:{gid}::{h}:/bin/false\nbob:x:{me}:{gid}::{h}:/bin/false\n\
+                "alice:x:{me}:{gid}::{h}:/bin/false\nbob:x:{me}:{gid}::{h}/bob:/bin/false\n\
                  toor:x:0:0::/:/bin/false\n"
             ),
         )
@@ -416,6 +451,7 @@ mod tests {
         let mut auth = SystemAuth {
             config: &config,
             accounts: Accounts::open(Some(&passwd)).unwrap(),
+            logged_in: Rc::new(Cell::new(false)),
         };
         let mut plain = |login: &str, password: &str| {
             auth.authenticate(&Credentials::Plain {
@@ -423,17 +459,17 @@ mod tests {
                 password: password.as_bytes(),
             })
         };
-        let denied = |r: &str| Err(Denied(r.into()));
+        let denied = |r: &str| Err(Denied::Wrong(r.into()));
         assert_eq!(plain("nosuch", "x"), denied("unknown user"));
         assert_eq!(plain("../etc", "x"), denied("not a valid user name"));
         assert_eq!(plain("toor", "x"), denied("uid 0 never logs in"));
-        assert_eq!(plain("bob", "x"), denied("disabled"));
+        assert_eq!(plain("bob", "x"), denied("disabled (bob)"));
         assert_eq!(plain("alice", "x"), denied("no APOP password set"));
         let store = home.join(".apop");
         std::fs::write(&store, "apoptools-secret 1\nsecret right one\n").unwrap();
         std::os::unix::fs::chown(&store, Some(me), Some(gid)).unwrap();
         std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let Err(Denied(why)) = plain("alice", "right one") else {
+        let Err(Denied::Wrong(why)) = plain("alice", "right one") else {
             panic!("a mode 0644 store was used");
         };
         assert!(why.contains("mode is 0644"), "{why}");

@@ -207,7 +207,7 @@ mod tests {
             matches!(
                 err,
                 Error::Unsafe {
-                    why: Unsafe::Mode(0o664),
+                    why: Unsafe::Writable(0o664),
                     ..
                 }
             ),

@@ -131,6 +131,14 @@ impl Accounts {
         Ok(Accounts::File { by_name, order })
     }
 
+    /// The supplementary groups an account of this source gets when ipop3d becomes it.
+    pub fn groups(&self) -> crate::system::privilege::Groups {
+        match self {
+            Accounts::System => crate::system::privilege::Groups::OfTheName,
+            Accounts::File { .. } => crate::system::privilege::Groups::PrimaryOnly,
+        }
+    }
+
     /// The account named `name`, after validating the name.
     pub fn by_name(&self, name: &str) -> Result<Account> {
         validate_user(name)?;

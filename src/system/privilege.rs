@@ -68,12 +68,27 @@ pub fn is_root() -> bool {
     unistd::getuid().is_root()
 }
 
-/// Becomes `account` for good: initgroups, setresgid, setresuid, then checks that real,
-/// effective and saved ids are the account's and that setuid(0) fails. Refuses uid 0. As a
-/// non-root process, succeeds only for the process's own uid (nothing to change).
-pub fn drop_permanently(account: &Account) -> Result<()> {
+/// Which supplementary groups a permanent drop gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Groups {
+    /// The system's groups of the account's name (initgroups): a system account.
+    OfTheName,
+    /// The primary gid alone: a `passwd_file` account, whose name may also be a system user's
+    /// (with that user's groups, such as ssl-cert) and must not get them.
+    PrimaryOnly,
+}
+
+/// Becomes `account` for good: its groups (see [`Groups`]), setresgid, setresuid, then checks
+/// that real, effective and saved ids are the account's, that the groups are as asked (for
+/// [`Groups::PrimaryOnly`]) and that setuid(0) fails. Refuses uid 0 and gid 0. As a non-root
+/// process, succeeds only for the process's own uid (nothing to change). Any error leaves the
+/// process in an unknown identity: the caller must stop, never go on as if the login failed.
+pub fn drop_permanently(account: &Account, groups: Groups) -> Result<()> {
     if account.uid == 0 {
         return Err(Error::NotPermitted("uid 0 never logs in".into()));
+    }
+    if account.gid == 0 {
+        return Err(Error::NotPermitted("gid 0 never logs in".into()));
     }
     let (uid, gid) = (Uid::from_raw(account.uid), Gid::from_raw(account.gid));
     if !unistd::geteuid().is_root() {
@@ -88,7 +103,10 @@ pub fn drop_permanently(account: &Account) -> Result<()> {
     }
     let name = CString::new(account.name.as_bytes())
         .map_err(|_| Error::BadName("NUL in account name".into()))?;
-    unistd::initgroups(&name, gid).map_err(sys)?;
+    match groups {
+        Groups::OfTheName => unistd::initgroups(&name, gid).map_err(sys)?,
+        Groups::PrimaryOnly => unistd::setgroups(&[gid]).map_err(sys)?,
+    }
     unistd::setresgid(gid, gid, gid).map_err(sys)?;
     unistd::setresuid(uid, uid, uid).map_err(sys)?;
     let u = unistd::getresuid().map_err(sys)?;
@@ -96,6 +114,11 @@ pub fn drop_permanently(account: &Account) -> Result<()> {
     if [u.real, u.effective, u.saved] != [uid; 3] || [g.real, g.effective, g.saved] != [gid; 3] {
         return Err(Error::NotPermitted(
             "identity did not change as asked".into(),
+        ));
+    }
+    if groups == Groups::PrimaryOnly && unistd::getgroups().map_err(sys)? != [gid] {
+        return Err(Error::NotPermitted(
+            "supplementary groups did not change as asked".into(),
         ));
     }
     if unistd::setuid(Uid::from_raw(0)).is_ok() {

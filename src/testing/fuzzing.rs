@@ -94,7 +94,7 @@ pub fn session_in(root: &Path, data: &[u8]) {
                 } if *digest == b"0123456789abcdef0123456789abcdef" => {
                     Ok(Granted::Maildir(self.0.clone()))
                 }
-                _ => Err(Denied("fuzz".into())),
+                _ => Err(Denied::Wrong("fuzz".into())),
             }
         }
     }
@@ -125,6 +125,8 @@ pub fn session_in(root: &Path, data: &[u8]) {
         auth_delay: std::time::Duration::ZERO,
         max_auth_failures: 3,
         timestamp: "<1.2@fuzz>".into(),
+        max_login_commands: u32::MAX,
+        login_deadline: None,
     };
     let mut log = |_: &str, _: &str| {};
     let mut out = Vec::new();

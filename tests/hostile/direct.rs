@@ -31,6 +31,11 @@ impl Direct {
     /// Starts `ipop3d --config CONFIG` with an empty environment but PATH and `INTRANET=1`,
     /// stderr discarded, optionally under `wrapper` (such as strace and its options).
     pub fn start(config: &Path, wrapper: &[&str]) -> Direct {
+        Direct::start_logged(config, wrapper, None)
+    }
+
+    /// [`Direct::start`] with ipop3d's stderr (its log) written to `log` when given.
+    pub fn start_logged(config: &Path, wrapper: &[&str], log: Option<&Path>) -> Direct {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -46,7 +51,15 @@ impl Direct {
             .env("INTRANET", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None => Stdio::null(),
+            });
+        Direct::from_command(cmd)
+    }
+
+    /// Starts `cmd` (an ipop3d command line with stdin and stdout piped) and reads the greeting.
+    pub fn from_command(mut cmd: Command) -> Direct {
         let mut child = cmd.spawn().expect("spawn ipop3d");
         let stdin = child.stdin.take();
         let reader = BufReader::new(child.stdout.take().unwrap());
@@ -127,6 +140,13 @@ impl Direct {
         let mut s = Vec::new();
         let _ = self.reader.read_to_end(&mut s);
         String::from_utf8_lossy(&s).into_owned()
+    }
+
+    /// Closes stdin (the client has nothing more to say) and returns everything left on the
+    /// output.
+    pub fn close_and_read_rest(&mut self) -> String {
+        drop(self.stdin.take());
+        self.rest()
     }
 
     /// Closes stdin and waits for the process.

@@ -27,6 +27,7 @@ mod tools_harness;
 
 mod clients;
 mod direct;
+mod fail_closed;
 mod load;
 mod names;
 mod swap;

@@ -39,8 +39,11 @@ impl<A: Authenticator> Session<'_, A> {
         Ok(Flow::Go)
     }
 
+    /// USER. Where plaintext logins are off it is a failed login like any other (the delay,
+    /// one count): a refused command costs the client what it costs the log.
     pub(super) fn user<W: Write>(&mut self, name: String, out: &mut Output<W>) -> io::Result<Flow> {
         if !self.settings.plaintext {
+            let started = Instant::now();
             self.state = State::Authorization { user: None };
             (self.log)(
                 "login",
@@ -49,7 +52,7 @@ impl<A: Authenticator> Session<'_, A> {
                     sanitize(&name)
                 ),
             );
-            out.send(&Response::PlaintextDisabled)?;
+            return self.failed(started, Response::PlaintextDisabled, out);
         } else {
             self.state = State::Authorization { user: Some(name) };
             out.send(&Response::UserAccepted)?;
@@ -93,6 +96,23 @@ impl<A: Authenticator> Session<'_, A> {
         self.login(&creds, out)
     }
 
+    /// A failed login: the reply after the delay (counted from `started`), one failure
+    /// counted, and the end of the session at `max_auth_failures`.
+    fn failed<W: Write>(
+        &mut self,
+        started: Instant,
+        reply: Response,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        self.failures += 1;
+        std::thread::sleep(self.settings.auth_delay.saturating_sub(started.elapsed()));
+        out.send(&reply)?;
+        if self.failures >= self.settings.max_auth_failures {
+            return Ok(Flow::Stop(End::TooManyFailures));
+        }
+        Ok(Flow::Go)
+    }
+
     fn login<W: Write>(&mut self, creds: &Credentials, out: &mut Output<W>) -> io::Result<Flow> {
         let started = Instant::now();
         let who = sanitize(creds.login());
@@ -108,18 +128,29 @@ impl<A: Authenticator> Session<'_, A> {
                 out.send(&Response::MailboxUnavailable)?;
                 return Ok(Flow::Stop(End::Mailbox));
             }
-            Err(Denied(reason)) => {
-                self.failures += 1;
+            Err(Denied::Wrong(reason)) => {
                 (self.log)(
                     "login",
                     &format!("user={who} method={method} result=fail reason={reason:?}"),
                 );
+                return self.failed(started, Response::AuthFailed, out);
+            }
+            Err(Denied::Outage(reason)) => {
+                (self.log)(
+                    "login",
+                    &format!("user={who} method={method} result=unavailable reason={reason:?}"),
+                );
                 std::thread::sleep(self.settings.auth_delay.saturating_sub(started.elapsed()));
-                out.send(&Response::AuthFailed)?;
-                if self.failures >= self.settings.max_auth_failures {
-                    return Ok(Flow::Stop(End::TooManyFailures));
-                }
+                out.send(&Response::AuthUnavailable)?;
                 return Ok(Flow::Go);
+            }
+            Err(Denied::Fatal(reason)) => {
+                (self.log)(
+                    "fatal",
+                    &format!("user={who} method={method} reason={reason:?}"),
+                );
+                out.send(&Response::Unavailable)?;
+                return Ok(Flow::Stop(End::Fatal));
             }
         };
         self.summary.user = Some(who.clone());

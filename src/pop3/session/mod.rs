@@ -24,7 +24,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::maildir::{self, Maildrop, Refused};
 use crate::pop3::wire::{Command, LineError, Parser, Response};
@@ -46,6 +46,10 @@ pub struct Settings {
     pub max_auth_failures: u32,
     /// The greeting's RFC 1939 timestamp, angle brackets included; unique per connection.
     pub timestamp: String,
+    /// Commands (and malformed lines) answered before login; the next one ends the session.
+    pub max_login_commands: u32,
+    /// When AUTHORIZATION ends, however busy the client keeps it (`None`: no limit).
+    pub login_deadline: Option<Instant>,
 }
 
 /// What a client offers to log in.
@@ -76,9 +80,19 @@ impl Credentials<'_> {
     }
 }
 
-/// Why a login failed: for the log only, never sent to the client.
+/// Why a login did not succeed; the text is for the log only, never sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denied(pub String);
+pub enum Denied {
+    /// Wrong credentials, or any reason the client must not learn (unknown user, disabled
+    /// account, unusable store): `[AUTH]` after the delay, one failure counted.
+    Wrong(String),
+    /// An outage (an account source or the disable list cannot be read): `[SYS/TEMP]` after
+    /// the delay, not counted as a failure.
+    Outage(String),
+    /// The process can no longer be trusted (a privilege drop failed half-way): logged, and
+    /// the session ends at once.
+    Fatal(String),
+}
 
 /// A successful login: the account's Maildir, or why it cannot be found (for the log; the
 /// client gets `[SYS/TEMP]` and the connection closes, as the process is the account now).
@@ -148,6 +162,12 @@ pub enum End {
     Closed,
     Timeout,
     TooManyFailures,
+    /// More commands before login than `max_login_commands`.
+    TooManyCommands,
+    /// Still not logged in at the login deadline.
+    LoginTimeout,
+    /// The authenticator could not be trusted any more (a failed privilege drop).
+    Fatal,
     /// Login succeeded but the Maildir could not be opened (or was locked).
     Mailbox,
     /// Reading the client or writing to it failed, or a message could not be read mid-reply.
@@ -161,6 +181,9 @@ impl End {
             End::Closed => "closed",
             End::Timeout => "timeout",
             End::TooManyFailures => "too-many-failures",
+            End::TooManyCommands => "too-many-commands",
+            End::LoginTimeout => "login-timeout",
+            End::Fatal => "fatal",
             End::Mailbox => "mailbox-error",
             End::Io => "io-error",
         }
@@ -225,6 +248,8 @@ pub struct Session<'a, A: Authenticator> {
     log: &'a mut LogFn<'a>,
     state: State,
     failures: u32,
+    /// Commands and malformed lines seen in AUTHORIZATION.
+    login_commands: u32,
     summary: Summary,
 }
 
@@ -236,6 +261,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
             log,
             state: State::Authorization { user: None },
             failures: 0,
+            login_commands: 0,
             summary: Summary {
                 end: End::Closed,
                 user: None,
@@ -315,6 +341,16 @@ impl<'a, A: Authenticator> Session<'a, A> {
         item: Result<Command, LineError>,
         out: &mut Output<W>,
     ) -> io::Result<Flow> {
+        if let State::Authorization { .. } = self.state {
+            if let Some(end) = self.login_bound_reached() {
+                out.send(&match end {
+                    End::LoginTimeout => Response::LoginTimeout,
+                    _ => Response::TooManyCommands,
+                })?;
+                return Ok(Flow::Stop(end));
+            }
+            self.login_commands += 1;
+        }
         let command = match item {
             Ok(c) => c,
             Err(e) => {
@@ -345,6 +381,17 @@ impl<'a, A: Authenticator> Session<'a, A> {
             Command::Dele(msg) => self.dele(msg, out),
             Command::Rset => self.rset(out),
             Command::Quit => self.quit(out),
+        }
+    }
+
+    /// Whether AUTHORIZATION has run out of commands or of time.
+    fn login_bound_reached(&self) -> Option<End> {
+        if self.login_commands >= self.settings.max_login_commands {
+            return Some(End::TooManyCommands);
+        }
+        match self.settings.login_deadline {
+            Some(deadline) if Instant::now() >= deadline => Some(End::LoginTimeout),
+            _ => None,
         }
     }
 
@@ -429,7 +476,7 @@ mod tests {
             if ok {
                 Ok(Granted::Maildir(self.maildir.clone()))
             } else {
-                Err(Denied("bad password".into()))
+                Err(Denied::Wrong("bad password".into()))
             }
         }
     }
@@ -442,6 +489,8 @@ mod tests {
             auth_delay: Duration::ZERO,
             max_auth_failures: 3,
             timestamp: TS.into(),
+            max_login_commands: 30,
+            login_deadline: None,
         }
     }
 
