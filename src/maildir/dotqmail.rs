@@ -2,8 +2,9 @@
 //!
 //! For `U-EXT`, the first maildir delivery line (`./path/` or `/path/`) of
 //! `~U/<dotqmail><delimiter>EXT` names the Maildir. Paths with `..` or outside the home are
-//! refused (accounts sharing a uid must not reach each other's mail), and an extension's
-//! Maildir must be owned by the account. Read as the account.
+//! refused (accounts sharing a uid must not reach each other's mail), and so is one that a
+//! symlink leads outside: the check is made on the opened directory, whose real path is then
+//! served. An extension's Maildir must be owned by the account. Read as the account.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -58,7 +59,17 @@ pub fn locate(account: &Account, ext: Option<&str>, config: &Config) -> Result<P
             why: Unsafe::Malformed("the maildir is outside the home directory"),
         });
     }
-    let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+    // The text is inside the home, but a symlink on the way (`./Maildir-x/` linked to another
+    // account's Maildir) could lead anywhere: open the directory and check where the opened
+    // one really is, then serve that real path.
+    let dir = File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let meta = dir.metadata().map_err(|e| Error::io(&path, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Unsafe {
+            path,
+            why: Unsafe::NotRegular("file, not a directory"),
+        });
+    }
     if meta.uid() != account.uid {
         return Err(Error::Unsafe {
             path,
@@ -68,5 +79,19 @@ pub fn locate(account: &Account, ext: Option<&str>, config: &Config) -> Result<P
             },
         });
     }
-    Ok(path)
+    let real = opened_path(&dir).map_err(|e| Error::io(&path, e))?;
+    let home = std::fs::canonicalize(&account.home).map_err(|e| Error::io(&account.home, e))?;
+    if !real.starts_with(&home) {
+        return Err(Error::Unsafe {
+            path: dotqmail,
+            why: Unsafe::Malformed("the maildir leads outside the home directory"),
+        });
+    }
+    Ok(real)
+}
+
+/// Where an opened file really is: the kernel's name for the descriptor.
+fn opened_path(file: &File) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }

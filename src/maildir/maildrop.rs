@@ -3,9 +3,10 @@
 //! Guarantees:
 //! - One session per maildrop: an exclusive, non-blocking flock on `apoptools-pop3.lock` in the
 //!   Maildir, held for the life of the [`Maildrop`]; a second session gets [`Error::Busy`].
-//! - At open, `new/` is moved to `cur/` ([`super::scan`]) and the messages are sized from
-//!   their names, the cache or the files ([`super::sizes`]), then numbered in delivery order:
-//!   by the Unix time that starts a qmail file name, then by name.
+//! - At open, `new/` is moved to `cur/` ([`super::scan`]) and the messages are sized from the
+//!   cache or the files, never from their names ([`super::sizes`]), then numbered in delivery
+//!   order: by the Unix time that starts a qmail file name, then by name. STAT's total
+//!   saturates rather than wrap.
 //! - DELE only marks; [`Maildrop::commit`] (the UPDATE state) unlinks the marked files and
 //!   fsyncs `cur/`. Dropping a `Maildrop` without `commit` deletes nothing.
 //! - A message removed or renamed by another program after the scan is looked up again by its
@@ -117,13 +118,10 @@ impl Maildrop {
             moved: scan::move_new(&new, &cur)?,
             ..ScanReport::default()
         };
-        let (mut messages, unmeasured) = scan::list_cur(&cur)?;
-        let cache_path = root.join(SIZE_CACHE);
-        if !unmeasured.is_empty() || cache_path.exists() {
-            sizes::fill_sizes(&cache_path, &cur, &mut messages, unmeasured, &mut report);
-            // A file that vanished while being measured is not listed.
-            messages.retain(|m| m.size != sizes::VANISHED);
-        }
+        let mut messages = scan::list_cur(&cur)?;
+        sizes::fill_sizes(&root.join(SIZE_CACHE), &cur, &mut messages, &mut report);
+        // A file that vanished while being measured is not listed.
+        messages.retain(|m| m.size != sizes::VANISHED);
         messages.sort_unstable_by(|a, b| (a.delivered, &a.name).cmp(&(b.delivered, &b.name)));
         Ok(Maildrop {
             cur,
@@ -155,7 +153,7 @@ impl Maildrop {
         self.messages
             .iter()
             .filter(|m| !m.deleted)
-            .fold((0, 0), |(n, s), m| (n + 1, s + m.size))
+            .fold((0, 0u64), |(n, s), m| (n + 1, s.saturating_add(m.size)))
     }
 
     /// Marks message `msg` deleted.

@@ -11,16 +11,18 @@
 //!   Maildir, held for the life of the [`Maildrop`]; a second session gets
 //!   [`crate::error::Error::Busy`].
 //! - At open, every message in `new/` moves to `cur/` (link, fsync `cur/`, then unlink: never
-//!   over an existing name, never lost in a crash) as
-//!   `<unique>,S=<file size>,W=<wire size>:2,<flags>` (the Maildir++/Dovecot convention), so
-//!   later scans need only `readdir`: no stat, no read. Messages already in
-//!   `cur/` without `W=` are measured once and remembered in `apoptools-sizes` (replaced
-//!   atomically, keyed by file name).
+//!   over an existing name, never lost in a crash) as `<unique>:2,<flags>`: the unique part is
+//!   kept whole, so Dovecot, Courier and mutt sharing the Maildir see the same message. Sizes
+//!   are measured once and remembered in `apoptools-sizes` (replaced atomically, keyed by the
+//!   name before `:`), so later scans need only `readdir`; a size in a name is never believed.
+//! - Every message has its own UIDL: messages whose unique parts collide are renamed apart
+//!   once (`<unique>.dup<inode>`), and keep those names.
 //! - Messages are numbered in delivery order: by the Unix time that starts a qmail file name,
 //!   then by name.
 //! - The unique-id (UIDL) of a message is the unique part of its file name (before `:` and
-//!   before any `,S=`/`,W=` field) when that is 1-70 characters of 0x21-0x7E, else the hex MD5
-//!   of it; it never changes when flags or size fields are added to the name.
+//!   before any `,S=`/`,W=` field, which earlier versions added) when that is 1-70 characters
+//!   of 0x21-0x7E, else the hex MD5 of it; it never changes when flags are added to the name,
+//!   and messages renamed by earlier versions keep theirs.
 //! - A size is exactly the number of octets RETR sends for the message before dot-stuffing: LF
 //!   becomes CRLF (an existing CRLF stays two octets) and a message not ending in LF gets a
 //!   final CRLF.

@@ -1,14 +1,14 @@
 //! scan: moving `new/` to `cur/`, and listing `cur/`.
 //!
 //! - Every message in `new/` moves to `cur/` (link, fsync `cur/`, then unlink: never over an
-//!   existing name, never lost in a crash) as `<unique>,S=<file size>,W=<wire size>:2,<flags>`,
-//!   so later scans need only `readdir`: no stat, no read.
-//! - The listing skips dot files and directories; a message whose name has no `W=` is left for
-//!   [`super::sizes`] to size.
+//!   existing name, never lost in a crash) as `<unique>:2,<flags>`: the unique part is never
+//!   changed, so other readers of the Maildir see the same message.
+//! - The listing skips dot files and directories and gives every message its own UIDL
+//!   ([`separate_duplicates`]); sizes are left to [`super::sizes`].
 //! - A message file is opened without blocking and only if it is a regular file, so a FIFO or
 //!   device planted in the Maildir cannot hang the session.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -20,13 +20,13 @@ use crate::store::atomic;
 
 use super::maildrop::{Message, Uid};
 use super::names::{delivery_time, uid_is_name, uidl, NameFields};
-use super::sizes::measure;
 
-/// Lists the messages in `cur/`, and the indices of those whose size the name does not give.
-pub(super) fn list_cur(cur: &Path) -> Result<(Vec<Message>, Vec<usize>)> {
+/// Lists the messages in `cur/`, unsized (sizes come from [`super::sizes`], never from a
+/// name). Two messages whose unique parts collide (a copy left in `new/` beside its moved
+/// self, names with an empty unique part) would share a UIDL: all but the oldest of each such
+/// group get a unique part of their own first (see [`separate_duplicates`]).
+pub(super) fn list_cur(cur: &Path) -> Result<Vec<Message>> {
     let mut messages = Vec::new();
-    // Messages whose names carry no `W=`: sized from the cache or measured, below.
-    let mut unmeasured: Vec<usize> = Vec::new();
     let entries = std::fs::read_dir(cur).map_err(|e| Error::io(cur, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(cur, e))?;
@@ -37,24 +37,100 @@ pub(super) fn list_cur(cur: &Path) -> Result<(Vec<Message>, Vec<usize>)> {
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
             continue;
         }
-        let fields = NameFields::parse(name.as_bytes());
-        let uid = match u8::try_from(fields.unique.len()) {
-            Ok(n) if uid_is_name(fields.unique) => Uid::Prefix(n),
-            _ => Uid::Digest(uidl(fields.unique).into_boxed_str()),
-        };
-        let size = fields.wire_size;
-        if size.is_none() {
-            unmeasured.push(messages.len());
-        }
-        messages.push(Message {
-            delivered: delivery_time(&name),
-            name: name.into_boxed_os_str(),
-            uid,
-            size: size.unwrap_or(0),
-            deleted: false,
-        });
+        messages.push(message(name));
     }
-    Ok((messages, unmeasured))
+    separate_duplicates(cur, &mut messages);
+    Ok(messages)
+}
+
+/// The listing entry of the file `name` in `cur/`, unsized.
+fn message(name: OsString) -> Message {
+    let fields = NameFields::parse(name.as_bytes());
+    let uid = match u8::try_from(fields.unique.len()) {
+        Ok(n) if uid_is_name(fields.unique) => Uid::Prefix(n),
+        _ => Uid::Digest(uidl(fields.unique).into_boxed_str()),
+    };
+    Message {
+        delivered: delivery_time(&name),
+        name: name.into_boxed_os_str(),
+        uid,
+        size: 0,
+        deleted: false,
+    }
+}
+
+/// Gives every message of a group that shares one UIDL but the one whose inode changed first
+/// (the one there before: a link into `cur/` changes the inode's ctime) a unique part of its
+/// own, `<unique>.dup<inode>` (`dup<inode>` when the unique part was empty), keeping the rest
+/// of its name. Such a Maildir breaks the unique-name rule every reader relies on; Dovecot
+/// renames in the same case. Once renamed, the names and so the UIDLs are stable. A rename
+/// that fails leaves the message out of this session's listing rather than list it twice.
+pub(super) fn separate_duplicates(cur: &Path, messages: &mut Vec<Message>) {
+    let mut order: Vec<usize> = (0..messages.len()).collect();
+    order.sort_unstable_by(|&a, &b| messages[a].uid().cmp(messages[b].uid()));
+    let mut drop = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let uid = messages[order[start]].uid().to_string();
+        let mut end = start + 1;
+        while end < order.len() && messages[order[end]].uid() == uid {
+            end += 1;
+        }
+        if end - start > 1 {
+            let mut group: Vec<(i64, i64, u64, usize)> = order[start..end]
+                .iter()
+                .filter_map(|&i| {
+                    let meta = std::fs::symlink_metadata(cur.join(&*messages[i].name)).ok()?;
+                    Some((meta.ctime(), meta.ctime_nsec(), meta.ino(), i))
+                })
+                .collect();
+            // Oldest change first; for links to one inode, the smaller name first.
+            group.sort_unstable_by(|a, b| {
+                (a.0, a.1, a.2)
+                    .cmp(&(b.0, b.1, b.2))
+                    .then_with(|| messages[a.3].name.cmp(&messages[b.3].name))
+            });
+            let mut seen_inodes = vec![group.first().map_or(0, |g| g.2)];
+            for &(_, _, ino, i) in group.iter().skip(1) {
+                if seen_inodes.contains(&ino) {
+                    // Two links to one file (a move into cur/ under a new name, interrupted
+                    // before new/ was unlinked, by an earlier version): one message, one name.
+                    let _ = std::fs::remove_file(cur.join(&*messages[i].name));
+                    drop.push(i);
+                    continue;
+                }
+                seen_inodes.push(ino);
+                match rename_apart(cur, &messages[i].name, ino) {
+                    Some(name) => messages[i] = message(name),
+                    None => drop.push(i),
+                }
+            }
+        }
+        start = end;
+    }
+    drop.sort_unstable();
+    for i in drop.into_iter().rev() {
+        messages.swap_remove(i);
+    }
+}
+
+/// Renames `cur/name` to the same name with `.dup<ino>` after its unique part; the new name.
+fn rename_apart(cur: &Path, name: &OsStr, ino: u64) -> Option<OsString> {
+    let bytes = name.as_bytes();
+    let unique_len = NameFields::parse(bytes).unique.len();
+    let mut to = bytes[..unique_len].to_vec();
+    if !to.is_empty() {
+        to.push(b'.');
+    }
+    to.extend_from_slice(format!("dup{ino}").as_bytes());
+    to.extend_from_slice(&bytes[unique_len..]);
+    let to = OsString::from_vec(to);
+    let target = cur.join(&to);
+    if to.len() > 255 || target.exists() {
+        return None;
+    }
+    std::fs::rename(cur.join(name), &target).ok()?;
+    Some(to)
 }
 
 /// Opens a message file for reading. A FIFO or device planted in the Maildir must not hang
@@ -72,7 +148,7 @@ pub(super) fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Moves every message in `new/` to `cur/` with its sizes in the name; returns how many.
+/// Moves every message in `new/` to `cur/` (see [`cur_name`]); returns how many.
 pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
     let mut moved = 0;
     // Linked into cur/, to unlink from new/ once the links are durable.
@@ -93,14 +169,8 @@ pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
             continue;
         };
         let Ok(meta) = file.metadata() else { continue };
-        let Ok((len, wire)) = measure(file) else {
-            continue;
-        };
-        let fields = NameFields::parse(name.as_bytes());
-        let mut to_name = fields.unique.to_vec();
-        to_name.extend_from_slice(format!(",S={len},W={wire}:2,").as_bytes());
-        to_name.extend_from_slice(fields.flags);
-        let to = cur.join(OsString::from_vec(to_name));
+        drop(file);
+        let to = cur.join(cur_name(name.as_bytes()));
         match std::fs::hard_link(&from, &to) {
             Ok(()) => linked.push(from),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -131,6 +201,24 @@ pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
     }
     finish_moves(cur, &mut linked)?;
     Ok(moved)
+}
+
+/// The name a message in `new/` gets in `cur/`: its unique part (everything before `:`) kept
+/// whole, as the Maildir specification asks and other readers (Dovecot, Courier, mutt) key
+/// on, then `:2,` and any flags it had. A name with no room left for `:2,` within 255 bytes
+/// moves as it is.
+fn cur_name(name: &[u8]) -> OsString {
+    let (base, info) = match name.iter().position(|&b| b == b':') {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => (name, &b""[..]),
+    };
+    let flags = info.strip_prefix(b"2,").unwrap_or(b"");
+    let mut to = base.to_vec();
+    if base.len() + 3 + flags.len() <= 255 {
+        to.extend_from_slice(b":2,");
+        to.extend_from_slice(flags);
+    }
+    OsString::from_vec(to)
 }
 
 /// Messages linked into `cur/` before their old names in `new/` are unlinked: in batches, so

@@ -3,8 +3,9 @@
 //! - A size is exactly the number of octets RETR sends for the message before dot-stuffing: LF
 //!   becomes CRLF (an existing CRLF stays two octets) and a message not ending in LF gets a
 //!   final CRLF ([`measure`]).
-//! - Messages already in `cur/` without `W=` are measured once and remembered in
-//!   `apoptools-sizes` (replaced atomically, keyed by file name). The cache is only a cache:
+//! - Every message is measured once and remembered in `apoptools-sizes` (replaced atomically,
+//!   keyed by the name's base, so a change of flags keeps the entry). A size field in a name
+//!   (`,W=`) is never believed. The cache is only a cache:
 //!   missing, unsafe or malformed, it is ignored and sizes are measured again; it never gives a
 //!   wrong size.
 
@@ -17,12 +18,14 @@ use std::path::Path;
 use crate::store::atomic;
 
 use super::maildrop::{Message, ScanReport, CHUNK};
-use super::names::decimal;
+use super::names::{base_of, decimal};
 use super::scan::open_regular;
 
 /// The size cache file in the Maildir.
 pub const SIZE_CACHE: &str = "apoptools-sizes";
-pub(super) const CACHE_HEADER: &[u8] = b"apoptools-sizes 1\n";
+/// Version 2 keys sizes by base name; version 1 (keyed by whole names) is not read (its
+/// sizes are measured again, once).
+pub(super) const CACHE_HEADER: &[u8] = b"apoptools-sizes 2\n";
 const MAX_CACHE_LEN: u64 = 256 << 20;
 
 /// Counts the wire size of a message (see the module comment) and its file size.
@@ -56,35 +59,35 @@ pub fn measure(mut r: impl Read) -> io::Result<(u64, u64)> {
 /// The size given to a message whose file vanished before it could be measured.
 pub(super) const VANISHED: u64 = u64::MAX;
 
-/// Sizes the messages at `unmeasured` (names in `cur/` without `W=`): from the cache, else by
-/// reading the file (a file that vanished gets [`VANISHED`]). The cache is kept sorted by
-/// name and streamed, so this is one merge of two sorted lists: no hashing, no per-entry
-/// allocation, and never the whole cache in memory. It is rewritten (streamed too) when it
-/// gained or lost entries.
+/// Sizes every message: from the cache, else by reading the file (a file that vanished gets
+/// [`VANISHED`]). Sizes never come from a name: a `,W=` field may be anyone's. The cache is
+/// keyed by each name's base (the part before `:`, which flag changes keep), kept sorted and
+/// streamed, so this is one merge of two sorted lists: no hashing, no per-entry allocation,
+/// and never the whole cache in memory. It is rewritten (streamed too) when it gained or lost
+/// entries. `messages` is left sorted by base.
 pub(super) fn fill_sizes(
     cache_path: &Path,
     cur: &Path,
     messages: &mut [Message],
-    mut unmeasured: Vec<usize>,
     report: &mut ScanReport,
 ) {
-    unmeasured.sort_unstable_by(|&a, &b| messages[a].name.cmp(&messages[b].name));
+    messages.sort_unstable_by(|a, b| base_of(a.name.as_bytes()).cmp(base_of(b.name.as_bytes())));
     let mut cache = CacheReader::open(cache_path);
     let (mut used, mut stale) = (0usize, false);
-    for &i in &unmeasured {
-        let name = messages[i].name.as_bytes();
+    for m in messages.iter_mut() {
+        let key = base_of(m.name.as_bytes());
         // Entries for names no longer in cur/ are passed over (and dropped at the rewrite).
-        while cache.name().is_some_and(|n| n < name) {
+        while cache.name().is_some_and(|n| n < key) {
             cache.advance();
             stale = true;
         }
-        if cache.name() == Some(name) {
-            messages[i].size = cache.size;
+        if cache.name() == Some(key) {
+            m.size = cache.size;
             cache.advance();
             used += 1;
             continue;
         }
-        messages[i].size = match open_regular(&cur.join(&*messages[i].name)).and_then(measure) {
+        m.size = match open_regular(&cur.join(&*m.name)).and_then(measure) {
             Ok((_, wire)) => {
                 report.measured += 1;
                 wire
@@ -94,21 +97,21 @@ pub(super) fn fill_sizes(
     }
     stale |= cache.name().is_some();
     drop(cache);
-    if report.measured == 0 && !stale && used == unmeasured.len() {
+    if report.measured == 0 && !stale && used == messages.len() {
         return;
     }
     let written = atomic::replace_with(cache_path, 0o600, |w| {
         w.write_all(CACHE_HEADER)?;
         let mut line = Vec::with_capacity(128);
-        for &i in &unmeasured {
-            let m = &messages[i];
-            if m.size == VANISHED || m.name.as_bytes().contains(&b'\n') {
+        for m in messages.iter() {
+            let key = base_of(m.name.as_bytes());
+            if m.size == VANISHED || key.contains(&b'\n') {
                 continue;
             }
             line.clear();
             push_decimal(&mut line, m.size);
             line.push(b' ');
-            line.extend_from_slice(m.name.as_bytes());
+            line.extend_from_slice(key);
             line.push(b'\n');
             w.write_all(&line)?;
         }

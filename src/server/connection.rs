@@ -30,7 +30,7 @@ pub fn peer_address() -> Option<String> {
     use nix::sys::socket::{getpeername, SockaddrStorage};
     let peer: SockaddrStorage = getpeername(nix::libc::STDIN_FILENO).ok()?;
     if let Some(v4) = peer.as_sockaddr_in() {
-        return Some(std::net::Ipv4Addr::from(v4.ip()).to_string());
+        return Some(v4.ip().to_string());
     }
     peer.as_sockaddr_in6().map(|v6| {
         let ip = v6.ip();

@@ -75,6 +75,7 @@ fn hostile_login_names_fail_like_unknown_users() {
     w.deliver(&alice, &small_message(1));
     w.set("auth_delay", "0");
     w.set("max_auth_failures", "100");
+    w.set("max_login_commands", "10000");
     let server = crate::serve(&w);
     let before = tree(w.path());
     let mut pop = server.connect();
@@ -146,7 +147,7 @@ fn hostile_login_names_open_nothing_outside() {
     let config = crate::direct::config(
         &w,
         "direct.conf",
-        "auth_delay = 0\nmax_auth_failures = 100\n",
+        "auth_delay = 0\nmax_auth_failures = 100\nmax_login_commands = 10000\n",
     );
     let trace = w.path().join("strace.out");
     let trace_arg = trace.to_str().unwrap().to_string();

@@ -52,6 +52,9 @@ fn bad_input_before_login() {
     let mut w = world!("bad_input_before_login");
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
+    // Every garbage line is a command before login: room for all of them (the cap itself is
+    // fail_closed::commands_before_login_are_capped).
+    w.set("max_login_commands", "10000");
     let server = w.serve();
     let mut pop = server.connect();
     for line in garbage_lines() {

@@ -170,6 +170,15 @@ impl World {
         user
     }
 
+    /// Adds `name` to the account file as an alias of `user`: the same uid, gid and home.
+    pub fn alias(&mut self, user: &User, name: &str) -> User {
+        let mut alias = user.clone();
+        alias.account.name = name.to_string();
+        self.users.push(alias.clone());
+        self.write_passwd();
+        alias
+    }
+
     fn write_passwd(&self) {
         let mut text = String::from("# test accounts\n");
         for u in &self.users {
@@ -281,7 +290,8 @@ impl World {
         self.write_as(&user.account, &maildir.join(sub).join(name), bytes, 0o600);
     }
 
-    fn write_config(&self) {
+    /// Writes the config file (the servers do it when they start).
+    pub fn write_config(&self) {
         let mut text = format!(
             "# written by the ipop3d integration test\npasswd_file = {}\ndisabled_file = {}\n",
             self.path().join("passwd").display(),

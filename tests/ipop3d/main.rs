@@ -20,6 +20,8 @@ mod harness;
 mod auth;
 mod bad_input;
 mod clients;
+mod dovecot_imap;
+mod fail_closed;
 mod maildrop;
 mod privilege;
 mod session;
