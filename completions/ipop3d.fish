@@ -1,3 +1,4 @@
 complete -c ipop3d -l config -d 'Configuration file [default: /etc/apoptools.conf]' -r -F
+complete -c ipop3d -l fail2ban-filter -d 'Print a fail2ban filter for ipop3d\'s log lines and exit'
 complete -c ipop3d -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ipop3d -s V -l version -d 'Print version'

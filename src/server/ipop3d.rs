@@ -89,14 +89,15 @@ pub fn command() -> clap::Command {
              ~/.apop, ~/.apop-EXT      the mail-only secrets (apoppasswd(1))\n  \
              ~/.qmail-EXT              an extension's first maildir line names its Maildir\n  \
              Maildir/apoptools-pop3.lock   the session lock\n  \
-             Maildir/apoptools-sizes   sizes of messages whose names carry none\n\n\
+             Maildir/apoptools-sizes   the sizes of the messages, measured once\n\n\
              Log lines (standard error):\n  \
-             ipop3d: login remote=IP user=NAME method=apop|user result=ok|fail reason=\"...\"\n  \
+             ipop3d: login remote=IP user=NAME method=apop|user result=ok|fail|unavailable \
+             reason=\"...\"\n  \
              ipop3d: end remote=IP user=NAME result=quit|closed|timeout|... messages=N \
              retrieved=N deleted=N bytes=N duration=S\n\n\
-             Example (the seed's start script):\n  \
-             env - INTRANET=1 PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\\n    \
-             tcpserver -vR -c40 -p 0 pop3 ipop3d 2>&1 | splogger ipop3d",
+             Example (USER/PASS only where tcprules sets INTRANET, see ipop3d(8)):\n  \
+             env - PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\\n    \
+             tcpserver -vR -c40 -x /etc/tcp.pop3.cdb -p 0 pop3 ipop3d 2>&1 | splogger ipop3d",
             crate::error::exit_status_help(EXIT_STATUSES)
         ))
         .arg(
@@ -106,6 +107,13 @@ pub fn command() -> clap::Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .action(ArgAction::Set)
                 .help("Configuration file [default: /etc/apoptools.conf]"),
+        )
+        .arg(
+            Arg::new("fail2ban-filter")
+                .long("fail2ban-filter")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("config")
+                .help("Print a fail2ban filter for ipop3d's log lines and exit"),
         )
 }
 
@@ -130,6 +138,10 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    if matches.get_flag("fail2ban-filter") {
+        let _ = io::stdout().write_all(super::fail2ban::FILTER.as_bytes());
+        return ExitCode::from(exit::OK);
+    }
     let started = Instant::now();
     let remote = remote_address();
     let config_path = matches.get_one::<PathBuf>("config").cloned();

@@ -123,18 +123,34 @@ fn deapop_page() -> String {
 }
 
 fn ipop3d_page() -> String {
-    let examples = ".PP\nUnder tcpserver (ucspi-tcp), as in the original start script:\n.PP\n.nf\n\
+    let examples = ".PP\nUnder tcpserver (ucspi-tcp), with USER/PASS only from the local network. A global INTRANET=1 would let every client on the internet send its password in the clear; tcprules(1) sets INTRANET only for the addresses listed (here 192.168.1.x), and everyone else may use APOP only:\n.PP\n.nf\n\
+# /etc/tcp.pop3: INTRANET for the local network, no INTRANET for the rest\n\
+192.168.1.:allow,INTRANET=\"1\"\n\
+:allow\n\
+\n\
+tcprules /etc/tcp.pop3.cdb /etc/tcp.pop3.tmp < /etc/tcp.pop3\n\
+\n\
+#!/bin/sh\n\
+exec env \\- \\e\n\
+PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\e\n\
+tcpserver \\-vR \\-c40 \\-x /etc/tcp.pop3.cdb \\-p 0 pop3 ipop3d 2>&1 | splogger ipop3d &\n\
+.fi\n\
+.PP\nThe original start script, with INTRANET=1 for every client (only for a server no one outside the local network can reach):\n.PP\n.nf\n\
 #!/bin/sh\n\
 exec env \\- \\e\n\
 INTRANET=1 \\e\n\
 PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\e\n\
 tcpserver \\-vR \\-c40 \\-p 0 pop3 ipop3d 2>&1 | splogger ipop3d &\n\
 .fi\n\
+.PP\nAgainst password guessing across connections, fail2ban with the filter ipop3d prints (it matches failed logins and sessions ended before login on max_login_commands or login_timeout, never outages):\n.PP\n.nf\n\
+ipop3d \\-\\-fail2ban\\-filter > /etc/fail2ban/filter.d/ipop3d.conf\n\
+.fi\n\
 .PP\nUnder systemd, a socket unit and a service template, one process per connection:\n.PP\n.nf\n\
 # /etc/systemd/system/ipop3d.socket\n\
 [Socket]\n\
 ListenStream=110\n\
 Accept=yes\n\
+MaxConnectionsPerSource=4\n\
 \n\
 [Install]\n\
 WantedBy=sockets.target\n\
@@ -144,10 +160,12 @@ WantedBy=sockets.target\n\
 ExecStart=/usr/local/sbin/ipop3d\n\
 StandardInput=socket\n\
 StandardError=journal\n\
-Environment=INTRANET=1\n\
-.fi\n";
+.fi\n\
+.PP\nMaxConnectionsPerSource= caps the connections of one client address at once (MaxConnections= all of them). systemd sets no per-address INTRANET: with plaintext at its default, USER/PASS is refused and clients use APOP.\n";
     let security = roff(
-        "ipop3d is not setuid. Started as root, it reads the secret as the account (effective ids switched), and after a successful login drops to the account for good (initgroups, setgid, setuid, then checks that real, effective and saved ids are the account's and that root cannot be regained) before it opens the Maildir. Accounts with uid 0 never log in. Started as a user, it serves only that user's accounts.\n\
+        "ipop3d is not setuid. It forbids core dumps (RLIMIT_CORE 0, not dumpable) before it reads anything. Started as root, it reads the secret as the account (effective ids switched), and after a successful login drops to the account for good (setgroups, setgid, setuid, then checks that real, effective and saved ids are the account's and that root cannot be regained) before it opens the Maildir. A system account gets its groups (initgroups); a passwd_file account gets exactly its primary gid, even when a system user of the same name has other groups. If any step of the drop fails, ipop3d logs `cannot drop privileges`, answers -ERR [SYS/TEMP] and ends the connection at once: it is never taken for a wrong password. Accounts with uid 0 or gid 0 never log in. Started as a user, it serves only that user's accounts. The configuration and passwd_file are refused when anyone but root could have written them.\n\
+         A disable mark follows the account, not the name: another name with the same uid and home is refused too. An account source or disable list that cannot be read is an outage: -ERR [SYS/TEMP], logged with result=unavailable, not counted as a failed login. Before login at most max_login_commands commands are answered and at most login_timeout seconds pass; USER where plaintext logins are off counts as a failed login. The log names the client from TCPREMOTEIP, else from getpeername(2).\n\
+         The Maildir is read as other readers expect: new/ moves to cur/ keeping the unique part of each name (cur/UNIQUE:2,FLAGS), so Dovecot IMAP keeps its UIDs and flags (tested); sizes come from the files or the size cache, never from a name; messages whose unique parts collide are renamed apart once (UNIQUE.dupINODE) so every UIDL is unique. A .qmail-EXT Maildir is opened and must really lie inside the home (a symlink cannot lead elsewhere).\n\
          APOP digests and passwords are compared in constant time. Unknown user, wrong password, disabled account and unusable store file get the same reply after the same delay (auth_delay); after max_auth_failures failures the connection closes. Log lines never hold a secret. Client input is parsed with a 255-octet line cap; NULs, bad UTF-8 and unknown commands get -ERR.\n\
          Deletions happen only at QUIT and are fsync'd; a dropped connection or the idle timeout deletes nothing. A per-maildrop lock gives a second session -ERR [IN-USE].\n\
          Tested (see README.md): the parser and whole sessions were fuzzed for 10 million executions each; 400 SIGKILLs during QUIT never lost an unmarked message; 1,000 sessions 40 at a time were all answered correctly with flat memory; a 50 MB message to a reader taking a byte per 100 ms kept the server under 5.1 MB; unknown user, disabled account and wrong password gave the same reply after the same delay.",
@@ -162,7 +180,7 @@ Environment=INTRANET=1\n\
                 ),
                 (
                     "TCPREMOTEIP".into(),
-                    "The client's address (from tcpserver), logged.".into(),
+                    "The client's address (from tcpserver), logged; without it, the peer of the socket on standard input.".into(),
                 ),
                 (
                     "TCPLOCALHOST".into(),

@@ -333,9 +333,14 @@ impl World {
     /// Starts real tcpserver running ipop3d with `INTRANET=1` and extra tcpserver options
     /// (such as `-l NAME`); the caller has checked that tcpserver is installed.
     pub fn serve_tcpserver(&self, opts: &[&str]) -> Server {
+        self.serve_tcpserver_with(&[("INTRANET", "1")], opts)
+    }
+
+    /// Real tcpserver with exactly `env` (plus PATH) and extra tcpserver options.
+    pub fn serve_tcpserver_with(&self, env: &[(&str, &str)], opts: &[&str]) -> Server {
         self.write_config();
         let launch = Launch {
-            env: &[("INTRANET", "1")],
+            env,
             run_as: None,
             local_host: None,
         };

@@ -21,6 +21,7 @@ mod auth;
 mod bad_input;
 mod clients;
 mod dovecot_imap;
+mod fail2ban;
 mod fail_closed;
 mod maildrop;
 mod privilege;

@@ -68,3 +68,49 @@ fn tcpserver_sees_the_exit_status_of_a_closed_brute_force() {
     assert_eq!(server.end_statuses(), vec!["256"], "{log}");
     assert!(log.contains("remote=127.0.0.1"), "{log}");
 }
+
+/// The README's and ipop3d(8)'s recommended setup: no global `INTRANET`, but tcprules giving
+/// it to the local network only (`tcpserver -x rules.cdb`). From a listed address USER/PASS
+/// works; from any other, only APOP.
+#[test]
+fn tcprules_give_intranet_to_the_local_network_only() {
+    let mut w = world!(
+        "tcprules_give_intranet_to_the_local_network_only",
+        "tcpserver",
+        "tcprules"
+    );
+    let alice = w.user("alice");
+    let rules = |name: &str, text: &str| -> String {
+        let cdb = w.path().join(format!("{name}.cdb"));
+        let mut child = std::process::Command::new("tcprules")
+            .arg(&cdb)
+            .arg(w.path().join(format!("{name}.tmp")))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "tcprules {name}");
+        cdb.display().to_string()
+    };
+    // Here the local network is 127.0.0.: the client's address is in it.
+    let local = rules("local", "127.0.0.:allow,INTRANET=\"1\"\n:allow\n");
+    let server = w.serve_tcpserver_with(&[], &["-x", &local]);
+    let mut pop = server.connect();
+    pop.login(alice.name(), &alice.password);
+    pop.ok("QUIT");
+    drop(server);
+    // A local network the client is not in: USER is refused, APOP still works.
+    let elsewhere = rules("elsewhere", "192.0.2.:allow,INTRANET=\"1\"\n:allow\n");
+    let server = w.serve_tcpserver_with(&[], &["-x", &elsewhere]);
+    let mut pop = server.connect();
+    let reply = pop.err(&format!("USER {}", alice.name()));
+    assert!(reply.contains("Plaintext"), "{reply}");
+    pop.apop(alice.name(), &alice.password);
+    pop.ok("QUIT");
+}
