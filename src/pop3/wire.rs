@@ -12,7 +12,6 @@
 //!   listing). No error text from the system ever reaches a response: every text is fixed here.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, Write};
 
 use crate::system::wipe::wipe;
@@ -20,30 +19,9 @@ use crate::system::wipe::wipe;
 /// Longest command line accepted, in octets, CRLF included (RFC 2449 §4).
 pub const MAX_LINE: usize = 255;
 
-/// A client's password as sent with PASS: never printed, wiped when dropped.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(Vec<u8>);
-
-impl Password {
-    pub fn new(bytes: Vec<u8>) -> Password {
-        Password(bytes)
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for Password {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(..)")
-    }
-}
+/// A client's password as sent with PASS: the one secret type, never printed, wiped when
+/// dropped.
+pub use crate::store::Secret as Password;
 
 /// One client command with its arguments, syntax already checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -765,7 +743,7 @@ mod tests {
 
     #[test]
     fn password_is_not_printed() {
-        assert_eq!(format!("{:?}", pw("hunter2")), "Pass(Password(..))");
+        assert_eq!(format!("{:?}", pw("hunter2")), "Pass(Secret(..))");
     }
 
     fn encode_in_chunks(input: &[u8], mut enc: BodyEncoder, size: usize) -> Vec<u8> {

@@ -27,8 +27,19 @@ const VERSION: &[u8] = b"1";
 /// earlier versions stored are still read, and work with APOP.
 pub const MAX_SECRET_LEN: usize = 248;
 
-/// A secret's bytes: never printed, wiped from memory when dropped.
+/// A secret's bytes (a stored password, or one a client sent): never printed, wiped from
+/// memory when dropped (by the `zeroize` crate), compared in constant time. The one type every
+/// secret lives in.
+#[derive(Clone)]
 pub struct Secret(Vec<u8>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        crate::auth::apop::constant_time_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(bytes: Vec<u8>) -> Secret {
