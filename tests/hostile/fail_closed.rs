@@ -2,7 +2,6 @@
 //! connection (never a "wrong password" with a half-changed identity), and no process that
 //! holds a secret can leave a core dump.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -90,21 +89,6 @@ fn a_failed_privilege_drop_ends_the_connection_root() {
     }
 }
 
-/// `Max core file size` from /proc/PID/limits, soft and hard.
-fn core_limit(pid: u32) -> String {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap()
-        .to_string();
-    line.split_whitespace()
-        .skip(4)
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// A session that has logged in (its store was read, its password held) cannot dump core:
 /// RLIMIT_CORE is 0 and SIGABRT leaves no core file, though the parent allowed unlimited cores
 /// (`ulimit -c unlimited`) and the kernel writes `core` in the working directory.
@@ -128,25 +112,12 @@ fn ipop3d_never_dumps_core_root() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    // SAFETY: setrlimit(2) in the forked child before exec is async-signal-safe, and the
-    // struct it reads lives on the child's stack for the call.
-    unsafe {
-        cmd.pre_exec(|| {
-            let unlimited = libc::rlimit {
-                rlim_cur: libc::RLIM_INFINITY,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::cores::allow_cores(&mut cmd);
     let mut d = crate::direct::Direct::from_command(cmd);
     let line = d.apop_line(alice.name(), &alice.password);
     d.ok(&line);
     let pid = d.child.id();
-    assert_eq!(core_limit(pid), "0 0");
+    assert_eq!(crate::cores::core_limit(pid), ["0", "0"]);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGABRT,

@@ -15,6 +15,9 @@ mod bins;
 #[path = "../ipop3d/client.rs"]
 mod client;
 #[allow(dead_code)]
+#[path = "../common/cores.rs"]
+mod cores;
+#[allow(dead_code)]
 #[path = "../common/skip.rs"]
 mod skip;
 #[allow(dead_code, unused_macros, unused_imports)]

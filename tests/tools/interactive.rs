@@ -65,20 +65,7 @@ impl Terminal {
         }
         if let Some(dir) = cores {
             command.current_dir(dir);
-            // SAFETY: setrlimit(2) in the forked child before exec is async-signal-safe; the
-            // struct lives on the child's stack for the call.
-            unsafe {
-                command.pre_exec(|| {
-                    let unlimited = libc::rlimit {
-                        rlim_cur: libc::RLIM_INFINITY,
-                        rlim_max: libc::RLIM_INFINITY,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            crate::cores::allow_cores(command);
         }
         let child = command.spawn().unwrap();
         // Only the child may hold the slave now, so the master sees EOF (EIO) when it exits.
@@ -311,16 +298,7 @@ fn a_crash_at_the_prompt_leaves_no_core() {
     term.type_line(PASSWORD);
     term.wait_for_prompt("Again APOP Password: ", 1);
     let pid = term.child.id();
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let core = limits
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap();
-    assert_eq!(
-        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
-        ["0", "0"],
-        "{core}"
-    );
+    assert_eq!(crate::cores::core_limit(pid), ["0", "0"]);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         // Not SIGSEGV: Rust's runtime catches a SIGSEGV that no fault raised (its stack

@@ -10,6 +10,9 @@ mod batch;
 mod bins;
 mod concurrency;
 mod config;
+#[allow(dead_code)]
+#[path = "../common/cores.rs"]
+mod cores;
 mod deapop;
 mod fail_closed;
 mod harness;
