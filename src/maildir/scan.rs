@@ -71,9 +71,8 @@ pub(super) fn separate_duplicates(cur: &Path, messages: &mut Vec<Message>) {
     let mut drop = Vec::new();
     let mut start = 0;
     while start < order.len() {
-        let uid = messages[order[start]].uid().to_string();
         let mut end = start + 1;
-        while end < order.len() && messages[order[end]].uid() == uid {
+        while end < order.len() && messages[order[end]].uid() == messages[order[start]].uid() {
             end += 1;
         }
         if end - start > 1 {
