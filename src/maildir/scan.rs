@@ -66,6 +66,12 @@ fn message(name: OsString) -> Message {
 /// renames in the same case. Once renamed, the names and so the UIDLs are stable. A rename
 /// that fails leaves the message out of this session's listing rather than list it twice.
 pub(super) fn separate_duplicates(cur: &Path, messages: &mut Vec<Message>) {
+    // The usual case, no collision, costs one pass.
+    let mut seen = std::collections::HashSet::with_capacity(messages.len());
+    if messages.iter().all(|m| seen.insert(m.uid())) {
+        return;
+    }
+    drop(seen);
     let mut order: Vec<usize> = (0..messages.len()).collect();
     order.sort_unstable_by(|&a, &b| messages[a].uid().cmp(messages[b].uid()));
     let mut drop = Vec::new();

@@ -64,30 +64,39 @@ pub(super) const VANISHED: u64 = u64::MAX;
 /// keyed by each name's base (the part before `:`, which flag changes keep), kept sorted and
 /// streamed, so this is one merge of two sorted lists: no hashing, no per-entry allocation,
 /// and never the whole cache in memory. It is rewritten (streamed too) when it gained or lost
-/// entries. `messages` is left sorted by base.
+/// entries.
 pub(super) fn fill_sizes(
     cache_path: &Path,
     cur: &Path,
     messages: &mut [Message],
     report: &mut ScanReport,
 ) {
-    messages.sort_unstable_by(|a, b| base_of(a.name.as_bytes()).cmp(base_of(b.name.as_bytes())));
+    // Each base found once; the merge order is an index sorted by base (plain byte compares).
+    let base_len: Vec<u32> = messages
+        .iter()
+        .map(|m| base_of(m.name.as_bytes()).len() as u32)
+        .collect();
+    let key_of = |i: usize| &messages[i].name.as_bytes()[..base_len[i] as usize];
+    let mut order: Vec<u32> = (0..messages.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| key_of(a as usize).cmp(key_of(b as usize)));
+    let mut sizes = vec![0u64; messages.len()];
     let mut cache = CacheReader::open(cache_path);
     let (mut used, mut stale) = (0usize, false);
-    for m in messages.iter_mut() {
-        let key = base_of(m.name.as_bytes());
+    for &i in &order {
+        let i = i as usize;
+        let key = key_of(i);
         // Entries for names no longer in cur/ are passed over (and dropped at the rewrite).
         while cache.name().is_some_and(|n| n < key) {
             cache.advance();
             stale = true;
         }
         if cache.name() == Some(key) {
-            m.size = cache.size;
+            sizes[i] = cache.size;
             cache.advance();
             used += 1;
             continue;
         }
-        m.size = match open_regular(&cur.join(&*m.name)).and_then(measure) {
+        sizes[i] = match open_regular(&cur.join(&*messages[i].name)).and_then(measure) {
             Ok((_, wire)) => {
                 report.measured += 1;
                 wire
@@ -97,27 +106,30 @@ pub(super) fn fill_sizes(
     }
     stale |= cache.name().is_some();
     drop(cache);
-    if report.measured == 0 && !stale && used == messages.len() {
-        return;
-    }
-    let written = atomic::replace_with(cache_path, 0o600, |w| {
-        w.write_all(CACHE_HEADER)?;
-        let mut line = Vec::with_capacity(128);
-        for m in messages.iter() {
-            let key = base_of(m.name.as_bytes());
-            if m.size == VANISHED || key.contains(&b'\n') {
-                continue;
+    let rewrite = report.measured > 0 || stale || used < messages.len();
+    let written = rewrite.then(|| {
+        atomic::replace_with(cache_path, 0o600, |w| {
+            w.write_all(CACHE_HEADER)?;
+            let mut line = Vec::with_capacity(128);
+            for &i in &order {
+                let (i, key) = (i as usize, key_of(i as usize));
+                if sizes[i] == VANISHED || key.contains(&b'\n') {
+                    continue;
+                }
+                line.clear();
+                push_decimal(&mut line, sizes[i]);
+                line.push(b' ');
+                line.extend_from_slice(key);
+                line.push(b'\n');
+                w.write_all(&line)?;
             }
-            line.clear();
-            push_decimal(&mut line, m.size);
-            line.push(b' ');
-            line.extend_from_slice(key);
-            line.push(b'\n');
-            w.write_all(&line)?;
-        }
-        Ok(())
+            Ok(())
+        })
     });
-    report.cache_written = written.is_ok();
+    report.cache_written = written.is_some_and(|w| w.is_ok());
+    for (m, size) in messages.iter_mut().zip(sizes) {
+        m.size = size;
+    }
 }
 
 /// The size cache read one `size name` line at a time, in file order. Missing, not the
