@@ -44,6 +44,8 @@ pub struct Config {
     pub max_login_commands: u32,
     /// The longest time ipop3d spends in AUTHORIZATION, however busy the client keeps it.
     pub login_timeout: Duration,
+    /// The balancers whose connections start with a PROXY protocol header.
+    pub proxy_from: Vec<crate::server::proxy::Network>,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             max_auth_failures: 3,
             max_login_commands: 30,
             login_timeout: Duration::from_secs(300),
+            proxy_from: Vec::new(),
         }
     }
 }
@@ -192,6 +195,19 @@ impl Config {
             "auth_delay" => self.auth_delay = Duration::from_millis(number(key, value, 0, 60_000)?),
             "max_auth_failures" => self.max_auth_failures = number(key, value, 1, 100)? as u32,
             "max_login_commands" => self.max_login_commands = number(key, value, 1, 10_000)? as u32,
+            "proxy_from" => {
+                self.proxy_from = value
+                    .split([' ', ',', '\t'])
+                    .filter(|t| !t.is_empty())
+                    .map(|t| {
+                        crate::server::proxy::Network::parse(t).ok_or_else(|| {
+                            format!(
+                                "{key} must list IP addresses or networks (a.b.c.d/n), not {t:?}"
+                            )
+                        })
+                    })
+                    .collect::<std::result::Result<_, _>>()?
+            }
             "login_timeout" => {
                 self.login_timeout = Duration::from_secs(number(key, value, 1, 86_400)?)
             }
@@ -283,6 +299,11 @@ pub const KEYS: &[Key] = &[
         name: "login_timeout",
         default: "300",
         doc: "Seconds a connection may spend before login in all, however often the client sends something (the idle timeout alone would let one byte every few minutes hold it for ever).",
+    },
+    Key {
+        name: "proxy_from",
+        default: "(none)",
+        doc: "The TCP balancers (HAProxy, ...) in front of ipop3d: IP addresses or networks such as 10.0.0.0/8, separated by spaces or commas. A connection from one of them must start with a PROXY protocol header (version 1 or 2), whose client address ipop3d then logs; without one, or with a malformed one, the connection ends before the greeting. From any other address no header is read: a forged one is just a bad command. tcprules still sees the balancer's address, so INTRANET cannot be set per client behind a balancer.",
     },
 ];
 

@@ -33,7 +33,7 @@ use crate::pop3::session::{self, Authenticator, Credentials, Denied, Granted, Se
 use crate::pop3::wire::Response;
 use crate::store;
 
-use super::connection;
+use super::{connection, proxy};
 use crate::store::disable::DisableList;
 use crate::system::accounts::Accounts;
 use crate::system::privilege;
@@ -49,7 +49,8 @@ pub const EXIT_STATUSES: &[(u8, &str)] = &[
     ),
     (
         EXIT_SESSION_ERROR,
-        "the session ended on an error: too many failed logins, mailbox unavailable, I/O error",
+        "the session ended on an error: too many failed logins, mailbox unavailable, I/O error, \
+         a PROXY header refused",
     ),
     (exit::USAGE, "bad command line"),
     (exit::CONFIG, "the configuration file is missing or wrong"),
@@ -161,6 +162,15 @@ pub fn main() -> ExitCode {
 
 fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::Result<u8> {
     let config = Config::load(config_path.as_deref()).context("reading the configuration")?;
+    // Behind a balancer listed in proxy_from, the client's address comes from its PROXY header.
+    let remote = match client_behind_proxy(&config, remote) {
+        Ok(remote) => remote,
+        Err(reason) => {
+            log_line("refused", remote, &format!("reason={reason:?}"));
+            return Ok(EXIT_SESSION_ERROR);
+        }
+    };
+    let remote = remote.as_str();
     let accounts =
         Accounts::open(config.passwd_file.as_deref()).context("opening the account database")?;
     let plaintext = match config.plaintext {
@@ -278,6 +288,35 @@ fn refusal(e: &Error) -> Denied {
     match e {
         Error::UnknownUser(_) | Error::BadName(_) => Denied::Wrong(why(e)),
         other => Denied::Outage(format!("account lookup failed: {other}")),
+    }
+}
+
+/// The client's address for everything after this point: `direct` (the peer as tcpserver or
+/// getpeername tells it), or, when that peer is a balancer listed in `proxy_from`, the address
+/// its PROXY header gives. From a listed peer a missing or malformed header is an error (the
+/// reason, for the log; the connection ends before the greeting).
+fn client_behind_proxy(config: &Config, direct: &str) -> Result<String, String> {
+    if config.proxy_from.is_empty() {
+        return Ok(direct.to_string());
+    }
+    let peer = ["TCPREMOTEIP", "REMOTE_ADDR"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(connection::peer_address)
+        .and_then(|p| p.parse::<std::net::IpAddr>().ok());
+    let Some(peer) = peer.filter(|p| proxy::is_listed(*p, &config.proxy_from)) else {
+        return Ok(direct.to_string());
+    };
+    let mut input = connection::Stdin {
+        timeout: config.login_timeout.min(config.timeout),
+        login_deadline: None,
+        logged_in: Rc::new(Cell::new(false)),
+    };
+    match proxy::read_header(&mut input) {
+        Ok(Ok(proxy::Header::Client(ip))) => Ok(session::sanitize(&ip.to_string())),
+        Ok(Ok(proxy::Header::Local)) => Ok(direct.to_string()),
+        Ok(Err(why)) => Err(format!("{why} from {peer}")),
+        Err(e) => Err(format!("reading the PROXY header from {peer}: {e}")),
     }
 }
 

@@ -8,7 +8,9 @@
 //! - [`ipop3d`]: the command line, the entry point, the system authenticator and the log.
 //! - [`connection`]: standard input with the idle timeout, standard output, socket options.
 //! - [`fail2ban`]: the fail2ban filter for the log lines, printed by `--fail2ban-filter`.
+//! - [`proxy`]: the PROXY protocol header a balancer listed in `proxy_from` sends.
 
 pub mod connection;
 pub mod fail2ban;
 pub mod ipop3d;
+pub mod proxy;

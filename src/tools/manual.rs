@@ -161,6 +161,13 @@ ExecStart=/usr/local/sbin/ipop3d\n\
 StandardInput=socket\n\
 StandardError=journal\n\
 .fi\n\
+.PP\nBehind HAProxy, each ipop3d host lists the balancer in proxy_from (see apoptools.conf(5)) and HAProxy sends a PROXY header; the log then shows the client's address:\n.PP\n.nf\n\
+backend ipop3d\n\
+  mode tcp\n\
+  balance roundrobin\n\
+  server mx1 10.0.0.11:110 send\\-proxy\\-v2\n\
+  server mx2 10.0.0.12:110 send\\-proxy\\-v2\n\
+.fi\n\
 .PP\nMaxConnectionsPerSource= caps the connections of one client address at once (MaxConnections= all of them). systemd sets no per-address INTRANET: with plaintext at its default, USER/PASS is refused and clients use APOP.\n";
     let security = roff(
         "ipop3d is not setuid. It forbids core dumps (RLIMIT_CORE 0, not dumpable) before it reads anything. Started as root, it reads the secret as the account (effective ids switched), and after a successful login drops to the account for good (setgroups, setgid, setuid, then checks that real, effective and saved ids are the account's and that root cannot be regained) before it opens the Maildir. A system account gets its groups (initgroups); a passwd_file account gets exactly its primary gid, even when a system user of the same name has other groups. If any step of the drop fails, ipop3d logs `cannot drop privileges`, answers -ERR [SYS/TEMP] and ends the connection at once: it is never taken for a wrong password. Accounts with uid 0 or gid 0 never log in. Started as a user, it serves only that user's accounts. The configuration and passwd_file are refused when anyone but root could have written them.\n\

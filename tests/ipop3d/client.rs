@@ -14,7 +14,16 @@ pub struct Pop {
 impl Pop {
     /// Connects to 127.0.0.1:`port` and reads the greeting, which must be `+OK`.
     pub fn connect(port: u16) -> Pop {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        Pop::over(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+    }
+
+    /// Connects to 127.0.0.1:`port` from the loopback address `local` (such as 127.0.0.3).
+    pub fn connect_from(local: std::net::Ipv4Addr, port: u16) -> Pop {
+        Pop::over(tcp_from(local, port))
+    }
+
+    /// Reads the greeting on `stream`, which must be `+OK`.
+    pub fn over(stream: TcpStream) -> Pop {
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_write_timeout(Some(PATIENCE)).unwrap();
         let writer = stream.try_clone().unwrap();
@@ -192,4 +201,28 @@ pub fn pairs(lines: &[String]) -> Vec<(u64, String)> {
             (n.parse().unwrap(), v.to_string())
         })
         .collect()
+}
+
+/// A TCP connection to 127.0.0.1:`port` bound to the loopback address `local` first.
+pub fn tcp_from(local: std::net::Ipv4Addr, port: u16) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let [a, b, c, d] = local.octets();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(a, b, c, d, 0),
+    )
+    .expect("bind the client's address");
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(127, 0, 0, 1, port),
+    )
+    .expect("connect");
+    TcpStream::from(fd)
 }

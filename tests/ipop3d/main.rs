@@ -25,5 +25,6 @@ mod fail2ban;
 mod fail_closed;
 mod maildrop;
 mod privilege;
+mod proxy;
 mod session;
 mod tcpserver;
