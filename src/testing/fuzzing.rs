@@ -28,6 +28,44 @@ pub fn store_file(data: &[u8]) {
     }
 }
 
+/// A PROXY protocol header from any bytes: never a panic, never more read than the header
+/// may be long (107 bytes for version 1, 16 + 1024 for version 2), and a header that parses
+/// reads the same when the stream arrives one byte at a time.
+pub fn proxy_header(data: &[u8]) {
+    use crate::server::proxy::read_header;
+    let mut whole = std::io::Cursor::new(data);
+    let parsed = read_header(&mut whole).expect("a cursor cannot fail");
+    let used = whole.position() as usize;
+    assert!(
+        used <= 16 + crate::server::proxy::MAX_V2_LEN,
+        "{used} bytes read"
+    );
+    if data.starts_with(b"PROXY ") {
+        assert!(used <= 107, "{used} bytes read for version 1");
+    }
+    struct OneByte<'a>(&'a [u8]);
+    impl std::io::Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((&b, rest)), Some(slot)) => {
+                    *slot = b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+    let mut slow = OneByte(data);
+    let again = read_header(&mut slow).expect("no I/O error");
+    assert_eq!(parsed, again, "the chunking changed the parse");
+    assert_eq!(
+        data.len() - slow.0.len(),
+        used,
+        "the chunking changed what was read"
+    );
+}
+
 /// The POP3 parser yields the same items whatever the chunking of the stream: `data`'s first
 /// byte picks a chunk size for the rest, which is also parsed whole. Every LF ends exactly one
 /// item (a command or a line error): no line is lost or merged.

@@ -38,6 +38,11 @@ fn pop3_parser_corpus() {
     run("pop3_parser", apoptools::testing::fuzzing::pop3_parser);
 }
 
+#[test]
+fn proxy_header_corpus() {
+    run("proxy_header", apoptools::testing::fuzzing::proxy_header);
+}
+
 /// In a temp directory of its own, removed afterwards (the fuzz target keeps one on tmpfs).
 #[test]
 fn session_corpus() {

@@ -8,7 +8,11 @@
 //! - Every failed login, whatever the cause (unknown user, wrong password, disabled account,
 //!   unsafe store file, no secret, wrong uid), gets the same reply after the same total delay
 //!   (`auth_delay`, measured from the command); after `max_auth_failures` the connection
-//!   closes. The reason goes to the log only.
+//!   closes. The reason goes to the log only. An outage ([`Denied::Outage`]) gets `[SYS/TEMP]`
+//!   after the same delay and is not counted; an authenticator that can no longer be trusted
+//!   ([`Denied::Fatal`]) ends the session at once.
+//! - AUTHORIZATION is bounded: at most `max_login_commands` commands (and malformed lines) are
+//!   answered, and none after `login_deadline`; then a goodbye and the end.
 //! - Credentials are checked by an [`Authenticator`]; the real one (in `ipop3d`) becomes the
 //!   account for good before it returns the Maildir, so no mail is touched as root.
 //! - DELE only marks. Messages are removed only by QUIT in TRANSACTION (the UPDATE state); a
