@@ -659,14 +659,20 @@ fn setup_site(
         }
         data::write_file(&passwd, text.as_bytes(), 0o644)?;
         let conf = site.dir.join("apoptools.conf");
+        // As root ipop3d splits each connection; its front is chrooted into an empty dir.
+        let empty = site.dir.join("empty");
+        std::fs::create_dir_all(&empty)?;
+        std::fs::set_permissions(&empty, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let text = format!(
             "# Written by the apoptools benchmark (benches/pop3.rs).\n\
              passwd_file = {}\n\
              disabled_file = {}\n\
+             login_chroot = {}\n\
              plaintext = always\n\
              hostname = localhost\n",
             passwd.display(),
-            site.dir.join("disabled").display()
+            site.dir.join("disabled").display(),
+            empty.display()
         );
         data::write_file(&conf, text.as_bytes(), 0o644)?;
         let accounts = apoptools::testing::accounts::Accounts::open(Some(&passwd))?;

@@ -46,6 +46,10 @@ pub struct Config {
     pub login_timeout: Duration,
     /// The balancers whose connections start with a PROXY protocol header.
     pub proxy_from: Vec<crate::server::proxy::Network>,
+    /// The account the pre-login front of ipop3d runs as.
+    pub login_user: String,
+    /// The empty, root-owned directory the front is chrooted into.
+    pub login_chroot: PathBuf,
 }
 
 impl Default for Config {
@@ -66,6 +70,8 @@ impl Default for Config {
             max_login_commands: 30,
             login_timeout: Duration::from_secs(300),
             proxy_from: Vec::new(),
+            login_user: "nobody".to_string(),
+            login_chroot: PathBuf::from("/var/lib/apoptools/empty"),
         }
     }
 }
@@ -195,6 +201,13 @@ impl Config {
             "auth_delay" => self.auth_delay = Duration::from_millis(number(key, value, 0, 60_000)?),
             "max_auth_failures" => self.max_auth_failures = number(key, value, 1, 100)? as u32,
             "max_login_commands" => self.max_login_commands = number(key, value, 1, 10_000)? as u32,
+            "login_user" => {
+                let v = nonempty()?;
+                crate::system::accounts::validate_user(v)
+                    .map_err(|_| format!("{key} must be an account name, not {v:?}"))?;
+                self.login_user = v.to_string();
+            }
+            "login_chroot" => self.login_chroot = absolute(key, nonempty()?)?,
             "proxy_from" => {
                 self.proxy_from = value
                     .split([' ', ',', '\t'])
@@ -299,6 +312,16 @@ pub const KEYS: &[Key] = &[
         name: "login_timeout",
         default: "300",
         doc: "Seconds a connection may spend before login in all, however often the client sends something (the idle timeout alone would let one byte every few minutes hold it for ever).",
+    },
+    Key {
+        name: "login_user",
+        default: "nobody",
+        doc: "The account ipop3d's pre-login process runs as when ipop3d starts as root: it reads every client byte before the login, with no groups, no new privileges, no core dumps, no files and no children (a dedicated account, such as `ipop3d-login`, is better than nobody). Never root.",
+    },
+    Key {
+        name: "login_chroot",
+        default: "/var/lib/apoptools/empty",
+        doc: "The directory that pre-login process is chrooted into: it must exist, be empty, be owned by root and be writable by no one else (`install -d -m 0755 -o root -g root /var/lib/apoptools/empty`), else ipop3d refuses every connection with a log line and no greeting.",
     },
     Key {
         name: "proxy_from",

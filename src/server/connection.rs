@@ -47,6 +47,9 @@ pub struct Stdin {
     /// When AUTHORIZATION must end; no longer applies once `logged_in` is set.
     pub login_deadline: Option<Instant>,
     pub logged_in: Rc<Cell<bool>>,
+    /// Take at most one line per read, and nothing after it (the pre-login front: what the
+    /// client sent after its login line stays in the socket for the back).
+    pub one_line: bool,
 }
 
 impl Read for Stdin {
@@ -67,8 +70,27 @@ impl Read for Stdin {
             Ok(_) => {}
             Err(e) => return Err(e.into()),
         }
-        nix::unistd::read(nix::libc::STDIN_FILENO, buf).map_err(io::Error::from)
+        if !self.one_line {
+            return nix::unistd::read(nix::libc::STDIN_FILENO, buf).map_err(io::Error::from);
+        }
+        read_one_line(buf)
     }
+}
+
+/// Reads from standard input up to and including the first LF that is waiting (or all that
+/// is waiting, if no LF is): peeked first on a socket, one byte at a time on anything else.
+fn read_one_line(buf: &mut [u8]) -> io::Result<usize> {
+    use nix::sys::socket::{recv, MsgFlags};
+    let fd = nix::libc::STDIN_FILENO;
+    let want = match recv(fd, buf, MsgFlags::MSG_PEEK) {
+        Ok(n) => buf[..n]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(n, |i| i + 1),
+        Err(nix::errno::Errno::ENOTSOCK) => 1.min(buf.len()),
+        Err(e) => return Err(e.into()),
+    };
+    nix::unistd::read(fd, &mut buf[..want]).map_err(io::Error::from)
 }
 
 /// Standard output without std's line buffering: the session does its own batching.

@@ -194,35 +194,53 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
         accounts,
         logged_in: Rc::clone(&logged_in),
     };
+    if nix::unistd::geteuid().is_root() {
+        // Nothing privileged reads the client: a confined front does, until the login.
+        return Ok(super::split::serve(
+            &config, settings, auth, remote, started,
+        ));
+    }
     let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
     let input = connection::Stdin {
         timeout: config.timeout,
         login_deadline: Some(login_deadline),
         logged_in,
+        one_line: false,
     };
     let summary = Session::new(settings, auth, &mut log).run(input, connection::Stdout);
-    log_line(
-        "end",
-        remote,
-        &format!(
-            "user={} result={} messages={} retrieved={} deleted={} bytes={} duration={:.3}s",
-            summary.user.as_deref().unwrap_or("-"),
-            summary.end.as_str(),
-            summary.messages,
-            summary.retrieved,
-            summary.deleted,
-            summary.bytes_sent,
-            started.elapsed().as_secs_f64()
-        ),
-    );
-    Ok(match summary.end {
+    Ok(log_end(remote, &summary, started))
+}
+
+/// Logs the end of a session; its exit status.
+pub(super) fn log_end(remote: &str, summary: &session::Summary, started: Instant) -> u8 {
+    log_line("end", remote, &end_fields(summary, started));
+    exit_status(summary)
+}
+
+/// The fields of a session's `end` log line.
+pub(super) fn end_fields(summary: &session::Summary, started: Instant) -> String {
+    format!(
+        "user={} result={} messages={} retrieved={} deleted={} bytes={} duration={:.3}s",
+        summary.user.as_deref().unwrap_or("-"),
+        summary.end.as_str(),
+        summary.messages,
+        summary.retrieved,
+        summary.deleted,
+        summary.bytes_sent,
+        started.elapsed().as_secs_f64()
+    )
+}
+
+/// The exit status for how a session ended.
+pub(super) fn exit_status(summary: &session::Summary) -> u8 {
+    match summary.end {
         session::End::Quit | session::End::Closed | session::End::Timeout => exit::OK,
         _ => EXIT_SESSION_ERROR,
-    })
+    }
 }
 
 /// The real credential check: accounts, disable list, store, then the permanent drop.
-struct SystemAuth<'c> {
+pub(super) struct SystemAuth<'c> {
     config: &'c Config,
     accounts: Accounts,
     /// Set once the login succeeded: the input's login deadline no longer applies.
@@ -311,6 +329,8 @@ fn client_behind_proxy(config: &Config, direct: &str) -> Result<String, String> 
         timeout: config.login_timeout.min(config.timeout),
         login_deadline: None,
         logged_in: Rc::new(Cell::new(false)),
+        // Nothing of the client's own bytes may be taken with the header.
+        one_line: false,
     };
     match proxy::read_header(&mut input) {
         Ok(Ok(proxy::Header::Client(ip))) => Ok(session::sanitize(&ip.to_string())),
@@ -388,7 +408,7 @@ fn remote_address() -> String {
         .map_or_else(|| "-".to_string(), |v| session::sanitize(&v))
 }
 
-fn log_line(event: &str, remote: &str, fields: &str) {
+pub(super) fn log_line(event: &str, remote: &str, fields: &str) {
     let line = format!("ipop3d: {event} remote={remote} {fields}\n");
     let _ = io::stderr().write_all(line.as_bytes());
 }

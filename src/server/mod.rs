@@ -8,9 +8,13 @@
 //! - [`ipop3d`]: the command line, the entry point, the system authenticator and the log.
 //! - [`connection`]: standard input with the idle timeout, standard output, socket options.
 //! - [`fail2ban`]: the fail2ban filter for the log lines, printed by `--fail2ban-filter`.
+//! - [`split`], [`pipe`]: the privilege split run as root: the confined pre-login front, the
+//!   back that decides every login, and the messages between them.
 //! - [`proxy`]: the PROXY protocol header a balancer listed in `proxy_from` sends.
 
 pub mod connection;
 pub mod fail2ban;
 pub mod ipop3d;
+pub mod pipe;
 pub mod proxy;
+pub mod split;

@@ -12,9 +12,10 @@ use crate::harness::{World, IPOP3D};
 pub fn config(world: &World, name: &str, extra: &str) -> PathBuf {
     let path = world.path().join(name);
     let text = format!(
-        "passwd_file = {}\ndisabled_file = {}\n{extra}",
+        "passwd_file = {}\ndisabled_file = {}\nlogin_chroot = {}\n{extra}",
         world.path().join("passwd").display(),
-        world.disabled_path().display()
+        world.disabled_path().display(),
+        world.login_chroot().display()
     );
     std::fs::write(&path, text).unwrap();
     path

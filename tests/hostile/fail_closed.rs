@@ -8,21 +8,29 @@ use std::process::{Command, Stdio};
 use crate::harness::small_message;
 
 /// The 1-based index, among the `syscall` lines of an strace log, of the first call that sets
-/// all three ids to one value (the permanent drop; the temporary switches pass -1).
-fn drop_call_index(trace: &Path, syscall: &str) -> usize {
+/// all three ids to `id` (the permanent drop to the account; the temporary switches pass -1,
+/// and the pre-login front's drop is to another user).
+fn drop_call_index(trace: &Path, syscall: &str, id: u32) -> usize {
     let text = std::fs::read_to_string(trace).unwrap();
-    let calls: Vec<&str> = text
+    // strace -f lines start with the pid, and `inject=...:when=N` counts per process.
+    let calls: Vec<(&str, &str)> = text
         .lines()
-        .filter_map(|l| l.split_once(&format!("{syscall}(")).map(|(_, args)| args))
-        .collect();
-    calls
-        .iter()
-        .position(|args| {
-            let ids: Vec<&str> = args.split(')').next().unwrap().split(", ").collect();
-            ids.len() == 3 && ids[0] != "-1" && ids.iter().all(|i| *i == ids[0])
+        .filter_map(|l| {
+            let (pid, rest) = l.split_once(' ')?;
+            let (_, args) = rest.split_once(&format!("{syscall}("))?;
+            Some((pid, args))
         })
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("no permanent {syscall} in:\n{text}"))
+        .collect();
+    let is_drop = |args: &str| {
+        let ids: Vec<&str> = args.split(')').next().unwrap().split(", ").collect();
+        ids.len() == 3 && ids.iter().all(|i| *i == id.to_string())
+    };
+    let at = calls
+        .iter()
+        .position(|(_, args)| is_drop(args))
+        .unwrap_or_else(|| panic!("no permanent {syscall} to {id} in:\n{text}"));
+    let pid = calls[at].0;
+    calls[..=at].iter().filter(|(p, _)| *p == pid).count()
 }
 
 /// setresuid or setresgid failing at the permanent drop (strace's fault injection) ends the
@@ -51,7 +59,11 @@ fn a_failed_privilege_drop_ends_the_connection_root() {
         d.ok(&line);
         d.ok("QUIT");
         assert!(d.finish().success());
-        let n = drop_call_index(&trace, syscall);
+        let id = match syscall {
+            "setresuid" => alice.account.uid,
+            _ => alice.account.gid,
+        };
+        let n = drop_call_index(&trace, syscall, id);
 
         let log = w.path().join(format!("{syscall}.log"));
         let inject = format!("inject={syscall}:error=EPERM:when={n}");

@@ -360,8 +360,8 @@ fn the_log_names_the_peer_without_tcpremoteip() {
         .status()
         .unwrap();
     client.join().unwrap();
-    assert!(status.success(), "{status}");
     let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}\n{text}");
     assert!(text.contains("remote=127.0.0.1 "), "{text}");
     assert!(!text.contains("remote=- "), "{text}");
 }

@@ -290,6 +290,16 @@ impl World {
         self.write_as(&user.account, &maildir.join(sub).join(name), bytes, 0o600);
     }
 
+    /// The empty directory the pre-login front is chrooted into (made when first asked for).
+    pub fn login_chroot(&self) -> PathBuf {
+        let dir = self.path().join("empty");
+        if !dir.exists() {
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    }
+
     /// Writes the config file (the servers do it when they start).
     pub fn write_config(&self) {
         let mut text = format!(
@@ -297,6 +307,14 @@ impl World {
             self.path().join("passwd").display(),
             self.disabled_path().display()
         );
+        if is_root() && !self.settings.iter().any(|(k, _)| k == "login_chroot") {
+            // As root ipop3d splits each connection; its pre-login front needs an empty
+            // root-owned directory to be chrooted into.
+            text.push_str(&format!(
+                "login_chroot = {}\n",
+                self.login_chroot().display()
+            ));
+        }
         for (k, v) in &self.settings {
             text.push_str(&format!("{k} = {v}\n"));
         }

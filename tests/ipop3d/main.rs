@@ -27,4 +27,5 @@ mod maildrop;
 mod privilege;
 mod proxy;
 mod session;
+mod split;
 mod tcpserver;

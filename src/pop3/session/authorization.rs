@@ -117,9 +117,55 @@ impl<A: Authenticator> Session<'_, A> {
         let started = Instant::now();
         let who = sanitize(creds.login());
         let method = creds.method();
-        let path = match self.auth.authenticate(creds) {
-            Ok(Granted::Maildir(path)) => path,
-            Ok(Granted::Unavailable(reason)) => {
+        let remote = self.auth.logged_elsewhere();
+        let granted = match self.auth.authenticate(creds) {
+            Ok(granted) => granted,
+            Err(Denied::Wrong(reason)) => {
+                if !remote {
+                    (self.log)(
+                        "login",
+                        &format!("user={who} method={method} result=fail reason={reason:?}"),
+                    );
+                }
+                return self.failed(started, Response::AuthFailed, out);
+            }
+            Err(Denied::Outage(reason)) => {
+                if !remote {
+                    (self.log)(
+                        "login",
+                        &format!("user={who} method={method} result=unavailable reason={reason:?}"),
+                    );
+                }
+                std::thread::sleep(self.settings.auth_delay.saturating_sub(started.elapsed()));
+                out.send(&Response::AuthUnavailable)?;
+                return Ok(Flow::Go);
+            }
+            Err(Denied::Fatal(reason)) => {
+                if !remote {
+                    (self.log)(
+                        "fatal",
+                        &format!("user={who} method={method} reason={reason:?}"),
+                    );
+                }
+                out.send(&Response::Unavailable)?;
+                return Ok(Flow::Stop(End::Fatal));
+            }
+        };
+        self.granted(granted, who, method, out)
+    }
+
+    /// A granted login: open the Maildir (as the account) and enter TRANSACTION.
+    pub(super) fn granted<W: Write>(
+        &mut self,
+        granted: Granted,
+        who: String,
+        method: &str,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        let path = match granted {
+            Granted::Maildir(path) => path,
+            Granted::Elsewhere => return Ok(Flow::Stop(End::HandedOver)),
+            Granted::Unavailable(reason) => {
                 self.summary.user = Some(who.clone());
                 (self.log)(
                     "login",
@@ -127,30 +173,6 @@ impl<A: Authenticator> Session<'_, A> {
                 );
                 out.send(&Response::MailboxUnavailable)?;
                 return Ok(Flow::Stop(End::Mailbox));
-            }
-            Err(Denied::Wrong(reason)) => {
-                (self.log)(
-                    "login",
-                    &format!("user={who} method={method} result=fail reason={reason:?}"),
-                );
-                return self.failed(started, Response::AuthFailed, out);
-            }
-            Err(Denied::Outage(reason)) => {
-                (self.log)(
-                    "login",
-                    &format!("user={who} method={method} result=unavailable reason={reason:?}"),
-                );
-                std::thread::sleep(self.settings.auth_delay.saturating_sub(started.elapsed()));
-                out.send(&Response::AuthUnavailable)?;
-                return Ok(Flow::Go);
-            }
-            Err(Denied::Fatal(reason)) => {
-                (self.log)(
-                    "fatal",
-                    &format!("user={who} method={method} reason={reason:?}"),
-                );
-                out.send(&Response::Unavailable)?;
-                return Ok(Flow::Stop(End::Fatal));
             }
         };
         self.summary.user = Some(who.clone());

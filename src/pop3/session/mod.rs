@@ -104,11 +104,20 @@ pub enum Denied {
 pub enum Granted {
     Maildir(PathBuf),
     Unavailable(String),
+    /// The login succeeded in another process, which serves the rest of the session (the
+    /// pre-login front of the privilege split): this session ends here, writing nothing.
+    Elsewhere,
 }
 
 /// Checks credentials. On success the process may act only as the account from then on.
 pub trait Authenticator {
     fn authenticate(&mut self, credentials: &Credentials) -> Result<Granted, Denied>;
+
+    /// Whether the outcome of each login is logged by whoever decided it (the back of the
+    /// split) rather than by this session.
+    fn logged_elsewhere(&self) -> bool {
+        false
+    }
 }
 
 /// The session's state (RFC 1939 §3).
@@ -172,6 +181,8 @@ pub enum End {
     LoginTimeout,
     /// The authenticator could not be trusted any more (a failed privilege drop).
     Fatal,
+    /// The login succeeded and another process carries on (see [`Granted::Elsewhere`]).
+    HandedOver,
     /// Login succeeded but the Maildir could not be opened (or was locked).
     Mailbox,
     /// Reading the client or writing to it failed, or a message could not be read mid-reply.
@@ -188,6 +199,7 @@ impl End {
             End::TooManyCommands => "too-many-commands",
             End::LoginTimeout => "login-timeout",
             End::Fatal => "fatal",
+            End::HandedOver => "handed-over",
             End::Mailbox => "mailbox-error",
             End::Io => "io-error",
         }
@@ -279,7 +291,30 @@ impl<'a, A: Authenticator> Session<'a, A> {
 
     /// Runs the session to its end: greeting, commands, and UPDATE if the client QUITs.
     /// A read error of kind `TimedOut` or `WouldBlock` is the idle timeout.
-    pub fn run(mut self, mut input: impl Read, output: impl Write) -> Summary {
+    pub fn run(self, input: impl Read, output: impl Write) -> Summary {
+        self.serve(None, input, output)
+    }
+
+    /// Goes on with a session whose login `login` (by `method`) another process accepted and
+    /// whose authenticator (this process) granted `granted`: the Maildir is opened and the
+    /// session continues in TRANSACTION. The client has had the greeting already.
+    pub fn resume(
+        self,
+        login: &str,
+        method: &'static str,
+        granted: Granted,
+        input: impl Read,
+        output: impl Write,
+    ) -> Summary {
+        self.serve(Some((sanitize(login), method, granted)), input, output)
+    }
+
+    fn serve(
+        mut self,
+        logged_in: Option<(String, &'static str, Granted)>,
+        mut input: impl Read,
+        output: impl Write,
+    ) -> Summary {
         let mut out = Output {
             w: output,
             buf: Vec::with_capacity(2 * maildir::CHUNK),
@@ -287,9 +322,16 @@ impl<'a, A: Authenticator> Session<'a, A> {
         };
         let mut parser = Parser::new();
         let mut chunk = vec![0u8; 4096];
-        let ts = self.settings.timestamp.clone();
-        let mut end = match out.send(&Response::Greeting(&ts)).and_then(|_| out.flush()) {
-            Ok(()) => None,
+        let first = match logged_in {
+            None => {
+                let ts = self.settings.timestamp.clone();
+                out.send(&Response::Greeting(&ts)).map(|()| Flow::Go)
+            }
+            Some((who, method, granted)) => self.granted(granted, who, method, &mut out),
+        };
+        let mut end = match first.and_then(|flow| out.flush().map(|()| flow)) {
+            Ok(Flow::Go) => None,
+            Ok(Flow::Stop(e)) => Some(e),
             Err(_) => Some(End::Io),
         };
         while end.is_none() {

@@ -1,0 +1,304 @@
+//! split: ipop3d started as root serves each connection with two processes, so that nothing
+//! privileged reads a client byte before the login.
+//!
+//! Guarantees:
+//! - The **front** (a forked child) is confined before it sends the greeting: chrooted into
+//!   `login_chroot`, running as `login_user` with no groups, no new privileges, not dumpable,
+//!   no files, no children ([`crate::system::sandbox`]). It parses every client byte of the
+//!   AUTHORIZATION state, reading at most one line at a time, so the bytes after a login line
+//!   stay in the socket. It relays each login attempt to the back ([`super::pipe`]) and writes
+//!   the reply the back's verdict calls for. It never sees a stored secret.
+//! - The **back** (the process tcpserver started, root until the login) makes the greeting's
+//!   timestamp, never reads the client before the login, verifies every attempt against its
+//!   own timestamp, owns the delay and the failure count (a compromised front cannot skip
+//!   them) and logs each outcome. On success it drops to the account for good and, once the
+//!   front has exited, serves TRANSACTION on the connection itself.
+//! - Anything unexpected from the front (a malformed or unexpected frame, more attempts than
+//!   `max_auth_failures`) ends the connection with a log line and a non-zero exit, never a
+//!   login. A front that cannot be confined sends no greeting: it logs and exits non-zero.
+
+use std::cell::Cell;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::Instant;
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::config::Config;
+use crate::pop3::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
+use crate::system::process;
+use crate::system::sandbox::{self, LoginUser};
+
+use super::connection;
+use super::ipop3d::{end_fields, exit_status, log_end, log_line, SystemAuth, EXIT_SESSION_ERROR};
+use super::pipe::{FrameError, Request, Verdict};
+
+/// Serves one connection as front and back; the back's exit status.
+pub(super) fn serve(
+    config: &Config,
+    settings: Settings,
+    mut auth: SystemAuth,
+    remote: &str,
+    started: Instant,
+) -> u8 {
+    // Everything the chroot will hide is looked up first.
+    let user = match LoginUser::lookup(&config.login_user) {
+        Ok(user) => user,
+        Err(e) => return refuse(remote, &format!("login_user {}: {e}", config.login_user)),
+    };
+    if let Err(e) = sandbox::check_chroot(&config.login_chroot) {
+        return refuse(remote, &format!("login_chroot: {e}"));
+    }
+    let (front_end, back_end) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => return refuse(remote, &format!("socketpair: {e}")),
+    };
+    let front_settings = settings.clone();
+    let chroot = config.login_chroot.clone();
+    let timeout = config.timeout;
+    let forked = process::fork_worker(back_end, move || {
+        front(front_end, &chroot, user, front_settings, timeout, started)
+    });
+    let (pid, mut pipe) = match forked {
+        Ok(forked) => forked,
+        Err(e) => return refuse(remote, &format!("fork: {e}")),
+    };
+    let mut failures = 0;
+    // After a fatal verdict, or the last failure allowed, the front may only log and end.
+    let mut finished = false;
+    let mut fatal = false;
+    // The front's own log lines: a bounded number, of known events only.
+    let mut logs_left = settings.max_login_commands.saturating_add(8);
+    loop {
+        let request = match Request::read_from(&mut pipe) {
+            Ok(Ok(Request::Log { event, fields })) => {
+                if logs_left == 0 || !["login", "end", "fatal"].contains(&event.as_str()) {
+                    return stop_front(pid, remote, "the login process logged out of bounds");
+                }
+                logs_left -= 1;
+                log_line(&event, remote, &fields);
+                continue;
+            }
+            Ok(Ok(request)) => request,
+            // The front ended the session before any login succeeded.
+            Ok(Err(FrameError::Closed)) => {
+                let status = wait_front(pid, remote);
+                return if fatal { EXIT_SESSION_ERROR } else { status };
+            }
+            Ok(Err(FrameError::Malformed(why))) => {
+                return stop_front(pid, remote, &format!("the login process sent {why}"))
+            }
+            Err(e) => return stop_front(pid, remote, &format!("reading the login process: {e}")),
+        };
+        if finished {
+            return stop_front(
+                pid,
+                remote,
+                "the login process tried again after the last attempt",
+            );
+        }
+        let begun = Instant::now();
+        let (login, method) = match &request {
+            Request::Apop { login, .. } => (login.clone(), "apop"),
+            Request::Plain { login, .. } => (login.clone(), "user"),
+            Request::Log { .. } => unreachable!("handled above"),
+        };
+        let who = session::sanitize(&login);
+        let creds = match &request {
+            Request::Apop { login, digest } => Credentials::Apop {
+                login,
+                timestamp: &settings.timestamp,
+                digest,
+            },
+            Request::Plain { login, password } => Credentials::Plain {
+                login,
+                password: password.as_bytes(),
+            },
+            Request::Log { .. } => unreachable!("handled above"),
+        };
+        let outcome = auth.authenticate(&creds);
+        drop(request);
+        let delay = || std::thread::sleep(settings.auth_delay.saturating_sub(begun.elapsed()));
+        let verdict = match &outcome {
+            Ok(_) => Verdict::Granted,
+            Err(Denied::Wrong(reason)) => {
+                failures += 1;
+                log_line(
+                    "login",
+                    remote,
+                    &format!("user={who} method={method} result=fail reason={reason:?}"),
+                );
+                delay();
+                Verdict::Wrong
+            }
+            Err(Denied::Outage(reason)) => {
+                log_line(
+                    "login",
+                    remote,
+                    &format!("user={who} method={method} result=unavailable reason={reason:?}"),
+                );
+                delay();
+                Verdict::Outage
+            }
+            Err(Denied::Fatal(reason)) => {
+                log_line(
+                    "fatal",
+                    remote,
+                    &format!("user={who} method={method} reason={reason:?}"),
+                );
+                Verdict::Fatal
+            }
+        };
+        if verdict.write_to(&mut pipe).is_err() {
+            return stop_front(pid, remote, "the login process is gone");
+        }
+        match outcome {
+            Ok(granted) => {
+                drop(pipe);
+                // The front writes nothing after a granted login; once it has exited, the
+                // connection is the back's alone.
+                let front_status = wait_front(pid, remote);
+                if front_status != 0 {
+                    return front_status;
+                }
+                let session = (settings, auth, login.as_str(), method, granted);
+                return transaction(session, config.timeout, remote, started);
+            }
+            Err(Denied::Fatal(_)) => {
+                fatal = true;
+                finished = true;
+            }
+            // The front stops at the same count; if it tries again, it is stopped.
+            Err(_) if failures >= settings.max_auth_failures => finished = true,
+            Err(_) => {}
+        }
+    }
+}
+
+/// The back after a granted login: the rest of the session on the connection.
+fn transaction(
+    (settings, auth, login, method, granted): (Settings, SystemAuth, &str, &'static str, Granted),
+    timeout: std::time::Duration,
+    remote: &str,
+    started: Instant,
+) -> u8 {
+    let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
+    let input = connection::Stdin {
+        timeout,
+        login_deadline: None,
+        logged_in: Rc::new(Cell::new(true)),
+        one_line: false,
+    };
+    let summary = Session::new(settings, auth, &mut log).resume(
+        login,
+        method,
+        granted,
+        input,
+        connection::Stdout,
+    );
+    log_end(remote, &summary, started)
+}
+
+/// The front: confined, then the AUTHORIZATION state of the session; whether it ended well.
+/// Its log lines go to the back through the pipe (with RLIMIT_FSIZE 0 it may not write to a
+/// log file itself).
+fn front(
+    pipe: UnixStream,
+    chroot: &std::path::Path,
+    user: LoginUser,
+    settings: Settings,
+    timeout: std::time::Duration,
+    started: Instant,
+) -> bool {
+    let Ok(mut logger) = pipe.try_clone() else {
+        return false;
+    };
+    let mut log = move |event: &str, fields: &str| {
+        let line = Request::Log {
+            event: event.to_string(),
+            fields: fields.to_string(),
+        };
+        let _ = line.write_to(&mut logger);
+    };
+    if let Err(e) = sandbox::confine(chroot, user) {
+        let reason = format!("cannot confine the login process: {e}");
+        log("fatal", &format!("reason={reason:?}"));
+        return false;
+    }
+    let login_deadline = settings.login_deadline;
+    let input = connection::Stdin {
+        timeout,
+        login_deadline,
+        logged_in: Rc::new(Cell::new(false)),
+        one_line: true,
+    };
+    let summary = Session::new(settings, Relay { pipe }, &mut log).run(input, connection::Stdout);
+    if summary.end == session::End::HandedOver {
+        return true;
+    }
+    log("end", &end_fields(&summary, started));
+    exit_status(&summary) == 0
+}
+
+/// The front's authenticator: every attempt goes to the back, which decides.
+struct Relay {
+    pipe: UnixStream,
+}
+
+impl Authenticator for Relay {
+    fn authenticate(&mut self, c: &Credentials) -> Result<Granted, Denied> {
+        let request = match c {
+            Credentials::Apop { login, digest, .. } => Request::Apop {
+                login: login.to_string(),
+                digest: digest.to_vec(),
+            },
+            Credentials::Plain { login, password } => Request::Plain {
+                login: login.to_string(),
+                password: crate::store::Secret::new(password.to_vec()),
+            },
+        };
+        let gone = || Denied::Fatal("the back is gone".into());
+        request.write_to(&mut self.pipe).map_err(|_| gone())?;
+        drop(request);
+        match Verdict::read_from(&mut self.pipe) {
+            Ok(Ok(Verdict::Granted)) => Ok(Granted::Elsewhere),
+            Ok(Ok(Verdict::Wrong)) => Err(Denied::Wrong(String::new())),
+            Ok(Ok(Verdict::Outage)) => Err(Denied::Outage(String::new())),
+            Ok(Ok(Verdict::Fatal)) | Ok(Err(_)) | Err(_) => Err(gone()),
+        }
+    }
+
+    fn logged_elsewhere(&self) -> bool {
+        true
+    }
+}
+
+/// Logs why the connection is refused before any greeting; the exit status.
+fn refuse(remote: &str, reason: &str) -> u8 {
+    log_line("fatal", remote, &format!("reason={reason:?}"));
+    EXIT_SESSION_ERROR
+}
+
+/// Kills the front after a protocol breach, logs it; the exit status.
+fn stop_front(pid: Pid, remote: &str, reason: &str) -> u8 {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+    refuse(remote, reason)
+}
+
+/// Waits for the front; its exit status (a front killed by a signal is logged and is 1).
+fn wait_front(pid: Pid, remote: &str) -> u8 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => return 0,
+            Ok(WaitStatus::Exited(_, _)) => return EXIT_SESSION_ERROR,
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                return refuse(remote, &format!("the login process was killed by {signal}"))
+            }
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return refuse(remote, &format!("waiting for the login process: {e}")),
+        }
+    }
+}

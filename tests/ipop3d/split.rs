@@ -1,0 +1,145 @@
+//! The privilege split, proven from /proc (root only: only root ipop3d splits): before the
+//! login the process reading the client is the confined front (login_user, no groups, no
+//! capabilities, no new privileges, its root the empty login_chroot) and no process serving
+//! the connection runs as the account; after it, the front is gone and the back is the
+//! account. Every way the split cannot be set up ends the connection without a greeting.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use crate::harness::{small_message, World, PATIENCE};
+
+/// The `Name:` line of /proc/PID/status, without its name.
+fn status(pid: u32, name: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+/// The live children of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next();
+        if f.next() == Some(&pid.to_string()) && state != Some("Z") {
+            out.push(child);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_front_is_confined_and_the_back_decides_root() {
+    if !crate::harness::need_root("the_front_is_confined_and_the_back_decides_root") {
+        return;
+    }
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.deliver(&alice, &small_message(1));
+    let server = w.serve();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let mut pop = server.connect();
+    let back = server.sessions()[0];
+    let start = Instant::now();
+    let front = loop {
+        if let [front] = children(back)[..] {
+            break front;
+        }
+        assert!(start.elapsed() < PATIENCE, "no front under {back}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Before the login: the back is root and reads nothing; the front reads the client.
+    let n = nobody.uid.as_raw();
+    assert_eq!(status(back, "Uid:"), "0\t0\t0\t0");
+    assert_eq!(status(front, "Uid:"), format!("{n}\t{n}\t{n}\t{n}"));
+    let g = nobody.gid.as_raw();
+    assert_eq!(status(front, "Gid:"), format!("{g}\t{g}\t{g}\t{g}"));
+    assert_eq!(status(front, "Groups:"), "");
+    assert_eq!(status(front, "CapEff:"), "0000000000000000");
+    assert_eq!(status(front, "CapPrm:"), "0000000000000000");
+    assert_eq!(status(front, "NoNewPrivs:"), "1");
+    let root = std::fs::read_link(format!("/proc/{front}/root")).unwrap();
+    assert_eq!(root, w.login_chroot());
+    let limits = std::fs::read_to_string(format!("/proc/{front}/limits")).unwrap();
+    for (limit, want) in [
+        ("Max processes", "0"),
+        ("Max file size", "0"),
+        ("Max core file size", "0"),
+        ("Max open files", "16"),
+    ] {
+        let line = limits.lines().find(|l| l.starts_with(limit)).unwrap();
+        let soft = line[limit.len()..].split_whitespace().next().unwrap();
+        assert_eq!(soft, want, "{line}");
+    }
+    // A wrong password, decided by the back; the front is still the one reading.
+    pop.err(&pop.apop_line(alice.name(), "wrong password"));
+    assert_eq!(children(back), vec![front]);
+    // The login: the front exits, the back is the account and serves the mail.
+    pop.apop(alice.name(), &alice.password);
+    let u = alice.account.uid;
+    assert_eq!(status(back, "Uid:"), format!("{u}\t{u}\t{u}\t{u}"));
+    assert!(pop.ok("STAT").starts_with("+OK 1 "));
+    assert!(children(back).is_empty(), "the front outlived the login");
+    pop.ok("QUIT");
+    let log = server.wait_ends(1);
+    let logins = log
+        .lines()
+        .filter(|l| l.starts_with("ipop3d: login "))
+        .count();
+    assert_eq!(logins, 2, "{log}");
+}
+
+/// A connection the split cannot be set up for: nothing at all is sent to the client, the log
+/// says why, and the exit status is 1.
+fn refused(w: &World, why: &str) {
+    let server = w.serve();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    assert!(got.is_empty(), "{why}: {:?}", String::from_utf8_lossy(&got));
+    let log = server.wait_ends(1);
+    assert!(log.contains(why), "{log}");
+    assert_eq!(server.end_statuses(), vec!["256"], "{log}");
+}
+
+#[test]
+fn the_split_refuses_an_unsafe_setup_root() {
+    if !crate::harness::need_root("the_split_refuses_an_unsafe_setup_root") {
+        return;
+    }
+    let mut w = World::new();
+    w.user("alice");
+    let chroot = w.login_chroot();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&chroot, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused(&w, "login_chroot: refusing to use");
+    std::fs::set_permissions(&chroot, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(chroot.join("planted"), b"x").unwrap();
+    refused(&w, "the login chroot is not empty");
+    std::fs::remove_file(chroot.join("planted")).unwrap();
+    w.set("login_chroot", "/nonexistent/apoptools-empty");
+    refused(&w, "login_chroot");
+    w.set("login_chroot", &chroot.display().to_string());
+    w.set("login_user", "no-such-login-user");
+    refused(&w, "login_user no-such-login-user");
+    w.set("login_user", "root");
+    refused(&w, "must not be root");
+}
