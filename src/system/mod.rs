@@ -3,6 +3,7 @@
 //! - [`accounts`]: the one account lookup (NSS or a passwd(5)-format file) and name validation.
 //! - [`privilege`]: acting as an account (an RAII effective-id guard) and the permanent drop.
 //! - [`sandbox`]: the chroot, identity and limits of ipop3d's pre-login front.
+//! - [`seccomp`]: that front's system-call allow-list.
 //! - [`process`]: SIGINT ignored around a prompt, and forked worker processes.
 //! - [`wipe`]: the one routine that erases secrets and passwords from memory.
 //!
@@ -14,4 +15,5 @@ pub mod accounts;
 pub mod privilege;
 pub mod process;
 pub mod sandbox;
+pub mod seccomp;
 pub mod wipe;

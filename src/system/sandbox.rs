@@ -6,7 +6,8 @@
 //! - [`confine`] puts the calling process in that directory (chroot, chdir), gives it the login
 //!   user's uid and gid with no supplementary groups (verified, and setuid(0) must fail), sets
 //!   no-new-privs and RLIMIT_NPROC, RLIMIT_FSIZE and RLIMIT_CORE to 0 and RLIMIT_NOFILE small.
-//!   The process is already non-dumpable ([`super::process::forbid_core_dumps`]). Only a
+//!   Last, on Linux, the system-call allow-list of [`super::seccomp`]. The process is already
+//!   non-dumpable ([`super::process::forbid_core_dumps`]). Only a
 //!   process that went through all of it holds a [`Confined`] token; any failure is an error
 //!   and the caller must end the process.
 
@@ -114,5 +115,6 @@ pub fn confine(dir: &Path, user: LoginUser) -> Result<Confined> {
     ] {
         setrlimit(resource, limit, limit).map_err(sys("setrlimit"))?;
     }
+    super::seccomp::install_front_filter()?;
     Ok(Confined(()))
 }

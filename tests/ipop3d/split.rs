@@ -75,6 +75,9 @@ fn the_front_is_confined_and_the_back_decides_root() {
     assert_eq!(status(front, "CapEff:"), "0000000000000000");
     assert_eq!(status(front, "CapPrm:"), "0000000000000000");
     assert_eq!(status(front, "NoNewPrivs:"), "1");
+    // Seccomp 2: a filter; two of them (the allow-list and the one refusing file opens).
+    assert_eq!(status(front, "Seccomp:"), "2");
+    assert_eq!(status(front, "Seccomp_filters:"), "2");
     let root = std::fs::read_link(format!("/proc/{front}/root")).unwrap();
     assert_eq!(root, w.login_chroot());
     let limits = std::fs::read_to_string(format!("/proc/{front}/limits")).unwrap();
