@@ -837,7 +837,7 @@ impl Drop for Server {
 
 /// The pids of the live children of `parent`, found by scanning /proc (works without
 /// CONFIG_PROC_CHILDREN).
-fn children_of(parent: u32) -> Vec<u32> {
+pub fn children_of(parent: u32) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry

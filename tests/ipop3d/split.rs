@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use crate::harness::{small_message, World, PATIENCE};
+use crate::harness::{children_of, small_message, World, PATIENCE};
 
 /// The `Name:` line of /proc/PID/status, without its name.
 fn status(pid: u32, name: &str) -> String {
@@ -17,32 +17,6 @@ fn status(pid: u32, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
         .trim()
         .to_string()
-}
-
-/// The live children of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next();
-        if f.next() == Some(&pid.to_string()) && state != Some("Z") {
-            out.push(child);
-        }
-    }
-    out
 }
 
 #[test]
@@ -59,7 +33,7 @@ fn the_front_is_confined_and_the_back_decides_root() {
     let back = server.sessions()[0];
     let start = Instant::now();
     let front = loop {
-        if let [front] = children(back)[..] {
+        if let [front] = children_of(back)[..] {
             break front;
         }
         assert!(start.elapsed() < PATIENCE, "no front under {back}");
@@ -93,13 +67,13 @@ fn the_front_is_confined_and_the_back_decides_root() {
     }
     // A wrong password, decided by the back; the front is still the one reading.
     pop.err(&pop.apop_line(alice.name(), "wrong password"));
-    assert_eq!(children(back), vec![front]);
+    assert_eq!(children_of(back), vec![front]);
     // The login: the front exits, the back is the account and serves the mail.
     pop.apop(alice.name(), &alice.password);
     let u = alice.account.uid;
     assert_eq!(status(back, "Uid:"), format!("{u}\t{u}\t{u}\t{u}"));
     assert!(pop.ok("STAT").starts_with("+OK 1 "));
-    assert!(children(back).is_empty(), "the front outlived the login");
+    assert!(children_of(back).is_empty(), "the front outlived the login");
     pop.ok("QUIT");
     let log = server.wait_ends(1);
     let logins = log
