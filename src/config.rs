@@ -86,7 +86,8 @@ impl Config {
         };
         // Root acts on what the file says (which account file, which disable list), so it must
         // be a file only root could have written.
-        match crate::store::atomic::read_admin_file(path, MAX_LEN) {
+        use crate::store::atomic::{read_admin_file, Symlinks};
+        match read_admin_file(path, MAX_LEN, Symlinks::Follow) {
             Ok(Some(bytes)) => Config::parse(&bytes, path),
             Ok(None) if !explicit => Ok(Config::default()),
             Ok(None) => Err(Error::Config(format!(

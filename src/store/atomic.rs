@@ -167,9 +167,15 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Opens `path` read-only without following a final symlink or blocking on a FIFO. `Ok(None)`
 /// when it does not exist. The metadata is the opened handle's (fstat), not the path's.
 pub fn open_nofollow(path: &Path) -> Result<Option<(File, Metadata)>> {
+    open_read(path, libc::O_NOFOLLOW)
+}
+
+/// Opens `path` read-only without blocking on a FIFO, with extra `flags`; `Ok(None)` when it
+/// does not exist. The metadata is the opened handle's.
+fn open_read(path: &Path, flags: i32) -> Result<Option<(File, Metadata)>> {
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .custom_flags(flags | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
         .open(path)
     {
         Ok(f) => f,
@@ -222,21 +228,26 @@ pub fn check_admin_file(path: &Path, meta: &Metadata) -> Result<()> {
     Ok(())
 }
 
-/// Reads an administrator's file at `path` (following symlinks, as /etc files often are)
-/// after [`check_admin_file`] on the opened handle; `Ok(None)` when it does not exist. At most
-/// `limit` bytes.
-pub fn read_admin_file(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+/// Whether an administrator's file may be reached through a symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symlinks {
+    /// Followed, as /etc files often are (the configuration, the passwd_file).
+    Follow,
+    /// Refused (the disable list, which deapop replaces in place).
+    Refuse,
+}
+
+/// Reads an administrator's file at `path` after [`check_admin_file`] on the opened handle;
+/// `Ok(None)` when it does not exist. At most `limit` bytes.
+pub fn read_admin_file(path: &Path, limit: u64, symlinks: Symlinks) -> Result<Option<Vec<u8>>> {
     use std::io::Read;
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(classify_open_error(path, e)),
+    let flags = match symlinks {
+        Symlinks::Follow => 0,
+        Symlinks::Refuse => libc::O_NOFOLLOW,
     };
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let Some((file, meta)) = open_read(path, flags)? else {
+        return Ok(None);
+    };
     check_admin_file(path, &meta)?;
     let mut bytes = Vec::new();
     file.take(limit + 1)

@@ -7,12 +7,11 @@
 //! [`atomic::replace`] (mode 0644, so a user's apoppasswd can read and honour it).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, Result, Unsafe};
-use crate::store::atomic::{self, check_admin_file, open_nofollow, unsafe_file, Lock};
+use crate::error::{Error, Result};
+use crate::store::atomic::{self, Lock, Symlinks};
 use crate::system::accounts::{Accounts, Login};
 
 const MAX_LEN: u64 = 64 << 20;
@@ -32,18 +31,10 @@ pub struct DisableList {
 impl DisableList {
     /// Reads the list at `path`; missing means empty.
     pub fn load(path: &Path) -> Result<DisableList> {
-        let Some((file, meta)) = open_nofollow(path)? else {
-            return Ok(DisableList::default());
-        };
-        check_admin_file(path, &meta)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_LEN + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, e))?;
-        if bytes.len() as u64 > MAX_LEN {
-            return Err(unsafe_file(path, Unsafe::TooLarge(bytes.len() as u64)));
+        match atomic::read_admin_file(path, MAX_LEN, Symlinks::Refuse)? {
+            Some(bytes) => Ok(DisableList::parse(&bytes)),
+            None => Ok(DisableList::default()),
         }
-        Ok(DisableList::parse(&bytes))
     }
 
     /// Parses the list's text; lines that are not `name [since [by]]` are ignored.
@@ -159,6 +150,7 @@ fn lock_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Unsafe;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -98,7 +98,8 @@ impl Accounts {
             return Ok(Accounts::System);
         };
         // It names every account's uid and home: only root may have written it.
-        let bytes = crate::store::atomic::read_admin_file(path, MAX_PASSWD_LEN)?
+        use crate::store::atomic::{read_admin_file, Symlinks};
+        let bytes = read_admin_file(path, MAX_PASSWD_LEN, Symlinks::Follow)?
             .ok_or_else(|| Error::io(path, std::io::ErrorKind::NotFound.into()))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::Config(format!("{}: not valid UTF-8", path.display())))?;
