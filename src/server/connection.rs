@@ -52,6 +52,18 @@ pub struct Stdin {
     pub one_line: bool,
 }
 
+impl Stdin {
+    /// Standard input with the idle timeout alone.
+    pub fn idle(timeout: Duration) -> Stdin {
+        Stdin {
+            timeout,
+            login_deadline: None,
+            logged_in: Rc::new(Cell::new(false)),
+            one_line: false,
+        }
+    }
+}
+
 impl Read for Stdin {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

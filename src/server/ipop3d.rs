@@ -202,10 +202,9 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
     }
     let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
     let input = connection::Stdin {
-        timeout: config.timeout,
         login_deadline: Some(login_deadline),
         logged_in,
-        one_line: false,
+        ..connection::Stdin::idle(config.timeout)
     };
     let summary = Session::new(settings, auth, &mut log).run(input, connection::Stdout);
     Ok(log_end(remote, &summary, started))
@@ -317,21 +316,11 @@ fn client_behind_proxy(config: &Config, direct: &str) -> Result<String, String> 
     if config.proxy_from.is_empty() {
         return Ok(direct.to_string());
     }
-    let peer = ["TCPREMOTEIP", "REMOTE_ADDR"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .or_else(connection::peer_address)
-        .and_then(|p| p.parse::<std::net::IpAddr>().ok());
+    let peer = direct_peer().and_then(|p| p.parse::<std::net::IpAddr>().ok());
     let Some(peer) = peer.filter(|p| proxy::is_listed(*p, &config.proxy_from)) else {
         return Ok(direct.to_string());
     };
-    let mut input = connection::Stdin {
-        timeout: config.login_timeout.min(config.timeout),
-        login_deadline: None,
-        logged_in: Rc::new(Cell::new(false)),
-        // Nothing of the client's own bytes may be taken with the header.
-        one_line: false,
-    };
+    let mut input = connection::Stdin::idle(config.login_timeout.min(config.timeout));
     match proxy::read_header(&mut input) {
         Ok(Ok(proxy::Header::Client(ip))) => Ok(session::sanitize(&ip.to_string())),
         Ok(Ok(proxy::Header::Local)) => Ok(direct.to_string()),
@@ -401,11 +390,15 @@ fn timestamp(host: &str) -> String {
 /// `TCPREMOTEIP`, `REMOTE_ADDR`), else from getpeername(2) on standard input when that is a
 /// socket (inetd, xinetd, `systemd-socket-activate --inetd` set no variable), else `-`.
 fn remote_address() -> String {
+    direct_peer().map_or_else(|| "-".to_string(), |v| session::sanitize(&v))
+}
+
+/// The address of the connection's other end, unescaped (see [`remote_address`]).
+fn direct_peer() -> Option<String> {
     ["TCPREMOTEIP", "REMOTE_ADDR"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
         .or_else(connection::peer_address)
-        .map_or_else(|| "-".to_string(), |v| session::sanitize(&v))
 }
 
 pub(super) fn log_line(event: &str, remote: &str, fields: &str) {

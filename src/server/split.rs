@@ -17,9 +17,7 @@
 //!   `max_auth_failures`) ends the connection with a log line and a non-zero exit, never a
 //!   login. A front that cannot be confined sends no greeting: it logs and exits non-zero.
 
-use std::cell::Cell;
 use std::os::unix::net::UnixStream;
-use std::rc::Rc;
 use std::time::Instant;
 
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -184,12 +182,7 @@ fn transaction(
     started: Instant,
 ) -> u8 {
     let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
-    let input = connection::Stdin {
-        timeout,
-        login_deadline: None,
-        logged_in: Rc::new(Cell::new(true)),
-        one_line: false,
-    };
+    let input = connection::Stdin::idle(timeout);
     let summary = Session::new(settings, auth, &mut log).resume(
         login,
         method,
@@ -228,10 +221,9 @@ fn front(
     }
     let login_deadline = settings.login_deadline;
     let input = connection::Stdin {
-        timeout,
         login_deadline,
-        logged_in: Rc::new(Cell::new(false)),
         one_line: true,
+        ..connection::Stdin::idle(timeout)
     };
     let summary = Session::new(settings, Relay { pipe }, &mut log).run(input, connection::Stdout);
     if summary.end == session::End::HandedOver {
