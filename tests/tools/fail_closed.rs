@@ -129,13 +129,7 @@ fn modes_do_not_follow_the_umask_root() {
 fn generate_to(stdout: std::process::Stdio) -> crate::harness::Output {
     let mut world = World::new();
     let alice = world.me("alice");
-    world
-        .apoppasswd()
-        .arg("--stdin")
-        .stdin("the old password\n")
-        .user(&alice)
-        .run()
-        .success();
+    world.set_by(&alice, &[], "the old password").success();
     let out = world
         .apoppasswd()
         .arg("--generate")
@@ -175,21 +169,11 @@ fn a_password_too_long_for_a_pass_line_is_refused() {
     let mut world = World::new();
     let alice = world.me("alice");
     let longest = "p".repeat(248);
-    world
-        .apoppasswd()
-        .arg("--stdin")
-        .stdin(format!("{longest}\n"))
-        .user(&alice)
-        .run()
-        .success();
+    world.set_by(&alice, &[], &longest).success();
     assert!(world.verifies("alice", &longest));
     let too_long = "q".repeat(249);
     world
-        .apoppasswd()
-        .arg("--stdin")
-        .stdin(format!("{too_long}\n"))
-        .user(&alice)
-        .run()
+        .set_by(&alice, &[], &too_long)
         .fails(7, "longer than 248 bytes");
     assert!(world.verifies("alice", &longest));
     world
@@ -209,15 +193,7 @@ fn deapop_marks_one_extension_alone_root() {
     }
     let mut world = World::new();
     let alice = world.add_user("alice");
-    let set = |args: &[&str], pw: &str| {
-        world
-            .apoppasswd()
-            .arg("--stdin")
-            .args(args)
-            .stdin(format!("{pw}\n"))
-            .user(&alice)
-            .run()
-    };
+    let set = |args: &[&str], pw: &str| world.set_by(&alice, args, pw);
     set(&[], "alice's password").success();
     set(&["--ext", "work"], "alice's work password").success();
     let out = world.deapop().arg("alice-work").run().success();

@@ -190,6 +190,16 @@ impl World {
         Run::new(self.bin(DEAPOP)).args(["--config", self.config.to_str().unwrap()])
     }
 
+    /// `apoppasswd --stdin args...` run by `user`, with `password` as the line on stdin.
+    pub fn set_by(&self, user: &User, args: &[&str], password: &str) -> Output {
+        self.apoppasswd()
+            .arg("--stdin")
+            .args(args)
+            .stdin(format!("{password}\n"))
+            .user(user)
+            .run()
+    }
+
     /// `apoppasswd --check --stdin USER` with `password`: did it match (exit 0)?
     pub fn verifies(&self, user: &str, password: &str) -> bool {
         let out = self

@@ -134,15 +134,7 @@ fn generate_prints_the_stored_password_once() {
 fn extensions_are_separate_addresses() {
     let mut world = World::new();
     let alice = world.me("alice");
-    let set = |args: &[&str], pw: &str| {
-        world
-            .apoppasswd()
-            .arg("--stdin")
-            .args(args)
-            .stdin(format!("{pw}\n"))
-            .user(&alice)
-            .run()
-    };
+    let set = |args: &[&str], pw: &str| world.set_by(&alice, args, pw);
     set(&[], "main password").success();
     set(&["--ext", "work"], "work password").success();
     set(&["alice-list"], "list password").success();
