@@ -517,15 +517,14 @@ pub struct Launch<'a> {
 /// starts ipop3d with the socket as stdin and stdout, the variables tcpserver sets (`PROTO`,
 /// `TCPLOCALIP`, `TCPLOCALPORT`, `TCPREMOTEIP`, `TCPREMOTEPORT`, and `TCPLOCALHOST` when
 /// given), at most [`CONCURRENCY`] at a time (tcpserver's `-c40`). Each session runs in a
-/// process group of its own; when the session ends, the log gets `spawner: end PID status S`
-/// with the raw wait status, as tcpserver writes it.
+/// process group of its own, with a stderr pipe of its own; when the session has ended and
+/// everything it wrote to stderr is in the log, the log gets `spawner: end PID status S` with
+/// the raw wait status, as tcpserver writes it.
 struct Spawner {
     acceptor: Option<JoinHandle<()>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     live: Arc<(Mutex<BTreeSet<u32>>, std::sync::Condvar)>,
     reapers: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    /// The write end of the log pipe, given to every session as its stderr.
-    log_writer: Option<std::os::fd::OwnedFd>,
 }
 
 /// Sessions at once, as the seed's `tcpserver -c40`.
@@ -536,8 +535,7 @@ impl Server {
     fn spawn(exe: &Path, config: &Path, launch: &Launch) -> Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
-        let (log_read, log_write) = nix::unistd::pipe().expect("log pipe");
-        let (log, reader) = collect_log(std::fs::File::from(log_read));
+        let log = Arc::new(Mutex::new(Vec::new()));
         let mut base = Command::new(exe);
         base.env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -556,13 +554,10 @@ impl Server {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let live = Arc::new((Mutex::new(BTreeSet::new()), std::sync::Condvar::new()));
         let reapers = Arc::new(Mutex::new(Vec::new()));
-        let stderr = log_write.try_clone().unwrap();
         let acceptor = {
             let (stop, live, reapers, log) =
                 (stop.clone(), live.clone(), reapers.clone(), log.clone());
-            std::thread::spawn(move || {
-                accept_loop(listener, base, stderr, &stop, &live, &reapers, &log)
-            })
+            std::thread::spawn(move || accept_loop(listener, base, &stop, &live, &reapers, &log))
         };
         Server {
             port,
@@ -571,10 +566,9 @@ impl Server {
                 stop,
                 live,
                 reapers,
-                log_writer: Some(log_write),
             }),
             log,
-            reader: Some(reader),
+            reader: None,
         }
     }
 
@@ -710,16 +704,23 @@ fn collect_log(
     source: impl std::io::Read + Send + 'static,
 ) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
     let log = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&log);
-    let reader = std::thread::spawn(move || {
+    let reader = append_lines(source, Arc::clone(&log));
+    (log, reader)
+}
+
+/// A thread that appends every line read from `source` to `log`, until end of file.
+fn append_lines(
+    source: impl std::io::Read + Send + 'static,
+    log: Arc<Mutex<Vec<u8>>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
         let mut r = BufReader::new(source);
         let mut line = Vec::new();
         while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-            sink.lock().unwrap().extend_from_slice(&line);
+            log.lock().unwrap().extend_from_slice(&line);
             line.clear();
         }
-    });
-    (log, reader)
+    })
 }
 
 fn log_line(log: &Mutex<Vec<u8>>, line: &str) {
@@ -732,7 +733,6 @@ fn log_line(log: &Mutex<Vec<u8>>, line: &str) {
 fn accept_loop(
     listener: std::net::TcpListener,
     mut base: Command,
-    stderr: std::os::fd::OwnedFd,
     stop: &std::sync::atomic::AtomicBool,
     live: &Arc<(Mutex<BTreeSet<u32>>, std::sync::Condvar)>,
     reapers: &Mutex<Vec<JoinHandle<()>>>,
@@ -756,13 +756,14 @@ fn accept_loop(
         };
         let local = stream.local_addr().unwrap();
         let socket = std::os::fd::OwnedFd::from(stream);
+        let (stderr_read, stderr) = nix::unistd::pipe().expect("stderr pipe");
         base.env("TCPLOCALIP", local.ip().to_string())
             .env("TCPLOCALPORT", local.port().to_string())
             .env("TCPREMOTEIP", remote.ip().to_string())
             .env("TCPREMOTEPORT", remote.port().to_string())
             .stdin(Stdio::from(socket.try_clone().unwrap()))
             .stdout(Stdio::from(socket))
-            .stderr(Stdio::from(stderr.try_clone().unwrap()));
+            .stderr(Stdio::from(stderr));
         let (set, _) = &**live;
         // Hold the set while spawning, so a reaper cannot remove the pid before it is added.
         let mut guard = set.lock().unwrap();
@@ -782,10 +783,14 @@ fn accept_loop(
         guard.insert(pid);
         drop(guard);
         log_line(log, &format!("spawner: pid {pid} from {}", remote.ip()));
+        let lines = append_lines(std::fs::File::from(stderr_read), log.clone());
         let (live, log) = (live.clone(), log.clone());
         let reaper = std::thread::spawn(move || {
             use std::os::unix::process::ExitStatusExt;
             let status = child.wait().expect("wait for ipop3d");
+            // Its last lines first: the pipe ends when the session (and any process it forked,
+            // killed with its process group at the latest) has closed it.
+            let _ = lines.join();
             let (set, cond) = &*live;
             log_line(
                 &log,
@@ -822,7 +827,6 @@ impl Drop for Server {
                 for r in std::mem::take(&mut *s.reapers.lock().unwrap()) {
                     let _ = r.join();
                 }
-                s.log_writer.take();
             }
         }
         if let Some(r) = self.reader.take() {

@@ -92,6 +92,8 @@ fn haproxy_headers_name_the_client_and_forgeries_are_refused() {
     // connection), each logged with the client's address.
     let mut logins = 0;
     for server in [&a, &b] {
+        // Every session has ended, so all its lines are in the log.
+        server.wait_idle();
         let log = server.wait_log_lines("ipop3d: login ", 1);
         let lines: Vec<&str> = log
             .lines()
