@@ -23,7 +23,7 @@ _ipop3d() {
 
     case "${cmd}" in
         ipop3d)
-            opts="-h -V --config --fail2ban-filter --help --version"
+            opts="-h -V --config --implicit-tls --fail2ban-filter --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -17,8 +17,10 @@ const MAX_LEN: u64 = 1 << 20;
 /// When ipop3d accepts USER/PASS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plaintext {
-    /// Only when the environment has a non-empty `INTRANET` (imapext's RESTRICT_POP).
+    /// When the environment has a non-empty `INTRANET` (imapext's RESTRICT_POP), or over TLS.
     Intranet,
+    /// Only over TLS.
+    Tls,
     Always,
     Never,
 }
@@ -50,6 +52,10 @@ pub struct Config {
     pub login_user: String,
     /// The empty, root-owned directory the front is chrooted into.
     pub login_chroot: PathBuf,
+    /// The server's certificate chain (PEM, leaf first); with `tls_key`, TLS is on.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM), owned by root and unreadable by others.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -72,6 +78,8 @@ impl Default for Config {
             proxy_from: Vec::new(),
             login_user: "nobody".to_string(),
             login_chroot: PathBuf::from("/var/lib/apoptools/empty"),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -128,6 +136,12 @@ impl Config {
             seen.push(key_static);
             cfg.set(key, value).map_err(fail)?;
         }
+        if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
+            return Err(Error::Config(format!(
+                "{}: tls_cert and tls_key must be set together",
+                origin.display()
+            )));
+        }
         Ok(cfg)
     }
 
@@ -158,15 +172,18 @@ impl Config {
             "plaintext" => {
                 self.plaintext = match value {
                     "intranet" => Plaintext::Intranet,
+                    "tls" => Plaintext::Tls,
                     "always" => Plaintext::Always,
                     "never" => Plaintext::Never,
                     _ => {
                         return Err(format!(
-                            "plaintext must be intranet, always or never, not {value:?}"
+                            "plaintext must be intranet, tls, always or never, not {value:?}"
                         ))
                     }
                 }
             }
+            "tls_cert" => self.tls_cert = Some(absolute(key, value)?),
+            "tls_key" => self.tls_key = Some(absolute(key, value)?),
             "min_length" => self.min_length = number(key, value, 1, 1024)? as usize,
             "ext_delimiter" => {
                 let mut chars = value.chars();
@@ -262,7 +279,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "plaintext",
         default: "intranet",
-        doc: "When ipop3d accepts USER/PASS: `intranet` only when the environment variable INTRANET is non-empty (as imapext's RESTRICT_POP), `always`, or `never`. APOP is always accepted.",
+        doc: "When ipop3d accepts USER/PASS: `intranet` when the environment variable INTRANET is non-empty (as imapext's RESTRICT_POP) or the connection is under TLS, `tls` only under TLS (STLS or --implicit-tls), `always`, or `never`. CAPA lists USER only where it is accepted. APOP is always accepted.",
     },
     Key {
         name: "min_length",
@@ -323,6 +340,16 @@ pub const KEYS: &[Key] = &[
         name: "login_chroot",
         default: "/var/lib/apoptools/empty",
         doc: "The directory that pre-login process is chrooted into: it must exist, be empty, be owned by root and be writable by no one else (`install -d -m 0755 -o root -g root /var/lib/apoptools/empty`), else ipop3d refuses every connection with a log line and no greeting.",
+    },
+    Key {
+        name: "tls_cert",
+        default: "(none: no TLS)",
+        doc: "The server's certificate chain for TLS (PEM, the server's certificate first, then its intermediates). Absolute path. With tls_key set too, ipop3d offers STLS (RFC 2595) and accepts --implicit-tls (port 995, RFC 8314), TLS 1.2 and 1.3 only. Both files are read for every connection, by the pre-login process before it is confined, so a renewed certificate is served without a restart. TLS needs ipop3d started as root (the pre-login process holds the key; no process running as a mail account ever does).",
+    },
+    Key {
+        name: "tls_key",
+        default: "(none: no TLS)",
+        doc: "The private key of tls_cert (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC). Absolute path. It must be a regular file owned by root, not writable by its group and with no permission for others (0600 or 0640, e.g. `root:ssl-cert`); otherwise ipop3d refuses the connection with a log line and no greeting.",
     },
     Key {
         name: "proxy_from",

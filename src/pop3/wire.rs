@@ -46,6 +46,8 @@ pub enum Command {
     },
     Uidl(Option<u32>),
     Capa,
+    /// `STLS` (RFC 2595 §4).
+    Stls,
 }
 
 /// Why a line is not a command. The session answers each with `-ERR` and goes on.
@@ -194,9 +196,10 @@ pub fn parse_line(raw: &[u8]) -> Result<Command, LineError> {
         ("UIDL", []) => Command::Uidl(None),
         ("UIDL", [n]) => Command::Uidl(Some(number(n)?)),
         ("CAPA", []) => Command::Capa,
+        ("STLS", []) => Command::Stls,
         (
             "USER" | "PASS" | "APOP" | "STAT" | "LIST" | "RETR" | "DELE" | "NOOP" | "RSET" | "QUIT"
-            | "TOP" | "UIDL" | "CAPA",
+            | "TOP" | "UIDL" | "CAPA" | "STLS",
             _,
         ) => return Err(bad),
         _ => return Err(LineError::Unknown),
@@ -267,6 +270,12 @@ pub enum Response<'a> {
     AuthFailed,
     /// USER/PASS while the configuration allows only APOP.
     PlaintextDisabled,
+    /// USER/PASS where the configuration allows it only under TLS, before STLS.
+    PlaintextNeedsTls,
+    /// STLS accepted: the TLS handshake starts after this line (RFC 2595 §4).
+    BeginTls,
+    /// STLS where TLS is not configured, or is already active.
+    TlsUnavailable,
     /// Another session holds the maildrop (RFC 2449 `[IN-USE]`).
     InUse,
     /// The maildrop could not be opened (RFC 2449 `[SYS/TEMP]`).
@@ -330,6 +339,11 @@ impl Response<'_> {
             Response::PlaintextDisabled => {
                 w.write_all(b"-ERR Plaintext login is not allowed here; use APOP\r\n")
             }
+            Response::PlaintextNeedsTls => {
+                w.write_all(b"-ERR Plaintext login needs TLS first (STLS); or use APOP\r\n")
+            }
+            Response::BeginTls => w.write_all(b"+OK Begin TLS negotiation\r\n"),
+            Response::TlsUnavailable => w.write_all(b"-ERR TLS is not available here\r\n"),
             Response::InUse => {
                 w.write_all(b"-ERR [IN-USE] Mailbox is locked by another session\r\n")
             }
@@ -549,6 +563,8 @@ mod tests {
             (b"UIDL", Ok(C::Uidl(None))),
             (b"UIDL 3", Ok(C::Uidl(Some(3)))),
             (b"CAPA", Ok(C::Capa)),
+            (b"stls", Ok(C::Stls)),
+            (b"STLS now", Err(E::BadArguments)),
             (b"", Err(E::Unknown)),
             (b"\r", Err(E::Unknown)),
             (b"   ", Err(E::Unknown)),
@@ -682,6 +698,12 @@ mod tests {
                 R::PlaintextDisabled,
                 b"-ERR Plaintext login is not allowed here; use APOP\r\n",
             ),
+            (
+                R::PlaintextNeedsTls,
+                b"-ERR Plaintext login needs TLS first (STLS); or use APOP\r\n",
+            ),
+            (R::BeginTls, b"+OK Begin TLS negotiation\r\n"),
+            (R::TlsUnavailable, b"-ERR TLS is not available here\r\n"),
             (
                 R::InUse,
                 b"-ERR [IN-USE] Mailbox is locked by another session\r\n",

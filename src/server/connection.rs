@@ -91,6 +91,12 @@ impl Read for Stdin {
 
 /// Reads from standard input up to and including the first LF that is waiting (or all that
 /// is waiting, if no LF is): peeked first on a socket, one byte at a time on anything else.
+///
+/// The one command this reader knows is STLS: when the line read is an STLS line, every byte
+/// already waiting after it is read and discarded, before the session can answer `+OK`
+/// (RFC 2595 §4; the CVE-2011-0411 class of plaintext injected ahead of the handshake).
+/// Nothing the client sent after seeing `+OK` can have arrived yet, so a client that follows
+/// the RFC loses nothing; bytes still in flight reach the TLS layer, which refuses them.
 fn read_one_line(buf: &mut [u8]) -> io::Result<usize> {
     use nix::sys::socket::{recv, MsgFlags};
     let fd = nix::libc::STDIN_FILENO;
@@ -102,7 +108,23 @@ fn read_one_line(buf: &mut [u8]) -> io::Result<usize> {
         Err(nix::errno::Errno::ENOTSOCK) => 1.min(buf.len()),
         Err(e) => return Err(e.into()),
     };
-    nix::unistd::read(fd, &mut buf[..want]).map_err(io::Error::from)
+    let n = nix::unistd::read(fd, &mut buf[..want]).map_err(io::Error::from)?;
+    if is_stls_line(&buf[..n]) {
+        let mut junk = [0u8; 1024];
+        while let Ok(got) = recv(fd, &mut junk, MsgFlags::MSG_DONTWAIT) {
+            if got == 0 {
+                break;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Whether `line` is a whole `STLS` command line (any case, CRLF or LF).
+fn is_stls_line(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.eq_ignore_ascii_case(b"STLS")
 }
 
 /// Standard output without std's line buffering: the session does its own batching.

@@ -110,6 +110,15 @@ pub fn command() -> clap::Command {
                 .help("Configuration file [default: /etc/apoptools.conf]"),
         )
         .arg(
+            Arg::new("implicit-tls")
+                .long("implicit-tls")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "TLS from the first byte (RFC 8314, port 995), with the configuration's \
+                     tls_cert and tls_key; needs ipop3d started as root",
+                ),
+        )
+        .arg(
             Arg::new("fail2ban-filter")
                 .long("fail2ban-filter")
                 .action(ArgAction::SetTrue)
@@ -146,7 +155,8 @@ pub fn main() -> ExitCode {
     let started = Instant::now();
     let remote = remote_address();
     let config_path = matches.get_one::<PathBuf>("config").cloned();
-    match run(config_path, &remote, started) {
+    let implicit_tls = matches.get_flag("implicit-tls");
+    match run(config_path, implicit_tls, &remote, started) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             log_line(
@@ -160,7 +170,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::Result<u8> {
+fn run(
+    config_path: Option<PathBuf>,
+    implicit_tls: bool,
+    remote: &str,
+    started: Instant,
+) -> anyhow::Result<u8> {
     let config = Config::load(config_path.as_deref()).context("reading the configuration")?;
     // Behind a balancer listed in proxy_from, the client's address comes from its PROXY header.
     let remote = match client_behind_proxy(&config, remote) {
@@ -173,14 +188,41 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
     let remote = remote.as_str();
     let accounts =
         Accounts::open(config.passwd_file.as_deref()).context("opening the account database")?;
-    let plaintext = match config.plaintext {
-        Plaintext::Always => true,
-        Plaintext::Never => false,
-        Plaintext::Intranet => std::env::var_os("INTRANET").is_some_and(|v| !v.is_empty()),
+    let intranet = std::env::var_os("INTRANET").is_some_and(|v| !v.is_empty());
+    let (plaintext, plaintext_over_tls) = match config.plaintext {
+        Plaintext::Always => (true, true),
+        Plaintext::Never => (false, false),
+        Plaintext::Intranet => (intranet, true),
+        Plaintext::Tls => (false, true),
+    };
+    let root = nix::unistd::geteuid().is_root();
+    // TLS lives in the split's front: a non-root ipop3d (one process, the account itself)
+    // never offers it.
+    let tls = match (&config.tls_cert, &config.tls_key, root) {
+        (Some(cert), Some(key), true) => Some(super::split::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            implicit: implicit_tls,
+        }),
+        _ if implicit_tls => {
+            let why = if root {
+                "--implicit-tls needs tls_cert and tls_key in the configuration"
+            } else {
+                "--implicit-tls needs ipop3d started as root (the split's front holds the key)"
+            };
+            log_line("fatal", remote, &format!("reason={why:?}"));
+            return Ok(EXIT_SESSION_ERROR);
+        }
+        _ => None,
     };
     let login_deadline = started + config.login_timeout;
     let settings = Settings {
         plaintext,
+        plaintext_over_tls,
+        tls: match &tls {
+            Some(_) => session::Tls::Offered,
+            None => session::Tls::Off,
+        },
         auth_delay: config.auth_delay,
         max_auth_failures: config.max_auth_failures,
         timestamp: timestamp(&hostname(&config)),
@@ -194,10 +236,10 @@ fn run(config_path: Option<PathBuf>, remote: &str, started: Instant) -> anyhow::
         accounts,
         logged_in: Rc::clone(&logged_in),
     };
-    if nix::unistd::geteuid().is_root() {
+    if root {
         // Nothing privileged reads the client: a confined front does, until the login.
         return Ok(super::split::serve(
-            &config, settings, auth, remote, started,
+            &config, settings, tls, auth, remote, started,
         ));
     }
     let mut log = |event: &str, fields: &str| log_line(event, remote, fields);

@@ -18,3 +18,4 @@ pub mod ipop3d;
 pub mod pipe;
 pub mod proxy;
 pub mod split;
+pub mod tls;

@@ -26,6 +26,9 @@ pub enum Request {
     /// A log line of the front's (it may not write files itself: RLIMIT_FSIZE is 0): an event
     /// word and its `key=value` fields, written by the back.
     Log { event: String, fields: String },
+    /// The TLS handshake is done (once per connection, before any login under TLS): the
+    /// version and cipher suite, for the back's log lines and plaintext rule.
+    Tls { what: String },
 }
 
 /// The back's answer to one request.
@@ -53,6 +56,7 @@ pub enum FrameError {
 const APOP: u8 = 0x10;
 const PLAIN: u8 = 0x12;
 const LOG: u8 = 0x14;
+const TLS: u8 = 0x16;
 const GRANTED: u8 = 0x21;
 const WRONG: u8 = 0x23;
 const OUTAGE: u8 = 0x25;
@@ -136,6 +140,7 @@ impl Request {
             Request::Log { event, fields } => {
                 write_frame(w, LOG, &[event.as_bytes(), fields.as_bytes()])
             }
+            Request::Tls { what } => write_frame(w, TLS, &[what.as_bytes()]),
         }
     }
 
@@ -155,7 +160,22 @@ impl Request {
             Ok(l) => Ok(l.to_string()),
             Err(_) => Err(FrameError::Malformed("login not UTF-8")),
         };
+        let text = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .ok()
+                .filter(|t| t.bytes().all(|c| (0x20..0x7f).contains(&c)))
+                .map(str::to_string)
+                .ok_or(FrameError::Malformed("text that is not printable ASCII"))
+        };
         match kind {
+            TLS => {
+                let f = fields(payload, 1)?;
+                let what = text(f[0])?;
+                if what.is_empty() || what.contains(' ') {
+                    return Err(FrameError::Malformed("a TLS description with a space"));
+                }
+                Ok(Request::Tls { what })
+            }
             APOP => {
                 let f = fields(payload, 2)?;
                 Ok(Request::Apop {
@@ -172,15 +192,6 @@ impl Request {
             }
             LOG => {
                 let f = fields(payload, 2)?;
-                let text = |b: &[u8]| {
-                    std::str::from_utf8(b)
-                        .ok()
-                        .filter(|t| t.bytes().all(|c| (0x20..0x7f).contains(&c)))
-                        .map(str::to_string)
-                        .ok_or(FrameError::Malformed(
-                            "a log line that is not printable ASCII",
-                        ))
-                };
                 Ok(Request::Log {
                     event: text(f[0])?,
                     fields: text(f[1])?,
@@ -244,7 +255,10 @@ mod tests {
             event: "end".into(),
             fields: "user=- result=quit".into(),
         };
-        for r in [apop, plain, log] {
+        let tls = Request::Tls {
+            what: "TLSv1.3/TLS13_AES_256_GCM_SHA384".into(),
+        };
+        for r in [apop, plain, log, tls] {
             let copy = round_trip(match &r {
                 Request::Apop { login, digest } => Request::Apop {
                     login: login.clone(),
@@ -258,6 +272,7 @@ mod tests {
                     event: event.clone(),
                     fields: fields.clone(),
                 },
+                Request::Tls { what } => Request::Tls { what: what.clone() },
             });
             assert_eq!(copy, r);
         }
@@ -286,6 +301,8 @@ mod tests {
             &[0, 0, 0, 5, APOP, 0, 1, 0xff, 0],
             &[0, 0, 0, 1, GRANTED],
             &[0, 0, 0, 8, LOG, 0, 1, b'a', 0, 2, b'\n', b'x'],
+            &[0, 0, 0, 3, TLS, 0, 0],
+            &[0, 0, 0, 6, TLS, 0, 3, b'a', b' ', b'b'],
         ];
         for c in cases {
             let got = Request::read_from(&mut &c[..]).unwrap();

@@ -13,29 +13,51 @@
 //!   own timestamp, owns the delay and the failure count (a compromised front cannot skip
 //!   them) and logs each outcome. On success it drops to the account for good and, once the
 //!   front has exited, serves TRANSACTION on the connection itself.
+//! - With TLS (`tls_cert`/`tls_key`), the front alone reads the key and certificate, as root
+//!   and before it is confined; it runs the handshake (at once with `--implicit-tls`, after
+//!   `STLS` otherwise) and tells the back the version and suite. After a login under TLS the
+//!   front stays as the relay between TLS and the pipe, which the back, now the account, uses
+//!   as its standard input and output: the client's socket is closed in the back, and no
+//!   process running as a mail account ever holds the key.
 //! - Anything unexpected from the front (a malformed or unexpected frame, more attempts than
-//!   `max_auth_failures`) ends the connection with a log line and a non-zero exit, never a
-//!   login. A front that cannot be confined sends no greeting: it logs and exits non-zero.
+//!   `max_auth_failures`, a USER/PASS attempt the plaintext rule forbids, a second TLS
+//!   report) ends the connection with a log line and a non-zero exit, never a login. A front
+//!   that cannot be confined, or cannot load the key, sends no greeting: it logs and exits
+//!   non-zero.
 
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::config::Config;
-use crate::pop3::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
+use crate::pop3::session::{
+    self, Authenticator, Credentials, Denied, Granted, Session, Settings, Tls,
+};
 use crate::system::process;
 use crate::system::sandbox::{self, LoginUser};
 
 use super::connection;
 use super::ipop3d::{end_fields, exit_status, log_end, log_line, SystemAuth, EXIT_SESSION_ERROR};
 use super::pipe::{FrameError, Request, Verdict};
+use super::tls;
+
+/// Where the front finds the TLS certificate and key, and whether TLS starts at once.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `--implicit-tls`: the handshake comes before the greeting.
+    pub implicit: bool,
+}
 
 /// Serves one connection as front and back; the back's exit status.
 pub(super) fn serve(
     config: &Config,
-    settings: Settings,
+    mut settings: Settings,
+    tls_files: Option<TlsFiles>,
     mut auth: SystemAuth,
     remote: &str,
     started: Instant,
@@ -55,8 +77,17 @@ pub(super) fn serve(
     let front_settings = settings.clone();
     let chroot = config.login_chroot.clone();
     let timeout = config.timeout;
+    let front_tls = tls_files.clone();
     let forked = process::fork_worker(back_end, move || {
-        front(front_end, &chroot, user, front_settings, timeout, started)
+        let work = Front {
+            chroot: &chroot,
+            user,
+            settings: front_settings,
+            tls: front_tls,
+            timeout,
+            started,
+        };
+        work.run(front_end)
     });
     let (pid, mut pipe) = match forked {
         Ok(forked) => forked,
@@ -71,11 +102,18 @@ pub(super) fn serve(
     loop {
         let request = match Request::read_from(&mut pipe) {
             Ok(Ok(Request::Log { event, fields })) => {
-                if logs_left == 0 || !["login", "end", "fatal"].contains(&event.as_str()) {
+                if logs_left == 0 || !["login", "end", "fatal", "tls"].contains(&event.as_str()) {
                     return stop_front(pid, remote, "the login process logged out of bounds");
                 }
                 logs_left -= 1;
                 log_line(&event, remote, &fields);
+                continue;
+            }
+            Ok(Ok(Request::Tls { what })) => {
+                if tls_files.is_none() || settings.tls != Tls::Offered {
+                    return stop_front(pid, remote, "the login process reported TLS out of turn");
+                }
+                settings.tls = Tls::Active(what);
                 continue;
             }
             Ok(Ok(request)) => request,
@@ -100,8 +138,17 @@ pub(super) fn serve(
         let (login, method) = match &request {
             Request::Apop { login, .. } => (login.clone(), "apop"),
             Request::Plain { login, .. } => (login.clone(), "user"),
-            Request::Log { .. } => unreachable!("handled above"),
+            Request::Log { .. } | Request::Tls { .. } => unreachable!("handled above"),
         };
+        if method == "user" && !settings.plaintext_allowed() {
+            // The front refuses USER itself where the rule forbids it.
+            return stop_front(
+                pid,
+                remote,
+                "the login process relayed a forbidden USER/PASS",
+            );
+        }
+        let tls_field = settings.tls_field();
         let who = session::sanitize(&login);
         let creds = match &request {
             Request::Apop { login, digest } => Credentials::Apop {
@@ -113,7 +160,7 @@ pub(super) fn serve(
                 login,
                 password: password.as_bytes(),
             },
-            Request::Log { .. } => unreachable!("handled above"),
+            Request::Log { .. } | Request::Tls { .. } => unreachable!("handled above"),
         };
         let outcome = auth.authenticate(&creds);
         drop(request);
@@ -125,7 +172,7 @@ pub(super) fn serve(
                 log_line(
                     "login",
                     remote,
-                    &format!("user={who} method={method} result=fail reason={reason:?}"),
+                    &format!("user={who} method={method} result=fail reason={reason:?}{tls_field}"),
                 );
                 delay();
                 Verdict::Wrong
@@ -134,7 +181,9 @@ pub(super) fn serve(
                 log_line(
                     "login",
                     remote,
-                    &format!("user={who} method={method} result=unavailable reason={reason:?}"),
+                    &format!(
+                        "user={who} method={method} result=unavailable reason={reason:?}{tls_field}"
+                    ),
                 );
                 delay();
                 Verdict::Outage
@@ -152,6 +201,21 @@ pub(super) fn serve(
             return stop_front(pid, remote, "the login process is gone");
         }
         match outcome {
+            Ok(granted) if matches!(settings.tls, Tls::Active(_)) => {
+                // The front relays between TLS and the pipe, which becomes this process's
+                // standard input and output: the client's socket is closed here.
+                if let Err(e) = onto_stdio(&pipe) {
+                    return stop_front(pid, remote, &format!("cannot take the relay: {e}"));
+                }
+                drop(pipe);
+                let session = (settings, auth, login.as_str(), method, granted);
+                let status = transaction(session, config.timeout, remote, started);
+                // The relay ends when it sees the pipe close.
+                let _ = nix::unistd::close(nix::libc::STDIN_FILENO);
+                let _ = nix::unistd::close(nix::libc::STDOUT_FILENO);
+                let _ = wait_front(pid, remote);
+                return status;
+            }
             Ok(granted) => {
                 drop(pipe);
                 // The front writes nothing after a granted login; once it has exited, the
@@ -193,44 +257,127 @@ fn transaction(
     log_end(remote, &summary, started)
 }
 
-/// The front: confined, then the AUTHORIZATION state of the session; whether it ended well.
-/// Its log lines go to the back through the pipe (with RLIMIT_FSIZE 0 it may not write to a
-/// log file itself).
-fn front(
-    pipe: UnixStream,
-    chroot: &std::path::Path,
+/// The front's part of the connection.
+struct Front<'a> {
+    chroot: &'a std::path::Path,
     user: LoginUser,
     settings: Settings,
+    tls: Option<TlsFiles>,
     timeout: std::time::Duration,
     started: Instant,
-) -> bool {
-    let Ok(mut logger) = pipe.try_clone() else {
-        return false;
-    };
-    let mut log = move |event: &str, fields: &str| {
-        let line = Request::Log {
-            event: event.to_string(),
-            fields: fields.to_string(),
+}
+
+impl Front<'_> {
+    /// Loads the TLS files (still root), is confined, then runs the AUTHORIZATION state of
+    /// the session, over TLS once it is up, and after a login under TLS the relay; whether
+    /// it all ended well. Its log lines go to the back through the pipe (with RLIMIT_FSIZE 0
+    /// it may not write to a log file itself).
+    fn run(mut self, pipe: UnixStream) -> bool {
+        let Ok(mut logger) = pipe.try_clone() else {
+            return false;
         };
-        let _ = line.write_to(&mut logger);
-    };
-    if let Err(e) = sandbox::confine(chroot, user) {
-        let reason = format!("cannot confine the login process: {e}");
-        log("fatal", &format!("reason={reason:?}"));
-        return false;
+        let mut log = move |event: &str, fields: &str| {
+            let line = Request::Log {
+                event: event.to_string(),
+                fields: fields.to_string(),
+            };
+            let _ = line.write_to(&mut logger);
+        };
+        let fatal = |log: &mut dyn FnMut(&str, &str), reason: String| {
+            log("fatal", &format!("reason={reason:?}"));
+            false
+        };
+        // The key is read here, as root, in this process only: the back never holds it.
+        let tls_config = match &self.tls {
+            Some(files) => match tls::load(&files.cert, &files.key) {
+                Ok(config) => Some(config),
+                Err(e) => return fatal(&mut log, e),
+            },
+            None => None,
+        };
+        if let Err(e) = sandbox::confine(self.chroot, self.user) {
+            return fatal(&mut log, format!("cannot confine the login process: {e}"));
+        }
+        let Ok(mut reports) = pipe.try_clone() else {
+            return false;
+        };
+        let Ok(relay_pipe) = pipe.try_clone() else {
+            return false;
+        };
+        let (login_deadline, timeout) = (self.settings.login_deadline, self.timeout);
+        let stdin = move || connection::Stdin {
+            login_deadline,
+            ..connection::Stdin::idle(timeout)
+        };
+        // A handshake, then its version and suite reported to the back.
+        let mut handshake = || -> Result<(tls::Link, String), String> {
+            let Some(config) = tls_config.clone() else {
+                return Err("TLS is not configured".into());
+            };
+            let link = tls::Link::accept(config, stdin())?;
+            let what = link.describe();
+            let report = Request::Tls { what: what.clone() };
+            report
+                .write_to(&mut reports)
+                .map_err(|e| format!("reporting TLS to the back: {e}"))?;
+            Ok((link, what))
+        };
+        let implicit = self.tls.as_ref().is_some_and(|t| t.implicit);
+        let mut link = None;
+        if implicit {
+            match handshake() {
+                Ok((up, what)) => {
+                    self.settings.tls = Tls::Active(what);
+                    link = Some(up);
+                }
+                Err(e) => {
+                    log("tls", &format!("result=fail reason={e:?}"));
+                    return false;
+                }
+            }
+        }
+        let mut failed_handshake = None;
+        let summary = {
+            let session = Session::new(self.settings, Relay { pipe }, &mut log);
+            let (summary, rest) = match &link {
+                Some(up) => session.run_until_tls(up, up),
+                None => {
+                    let input = connection::Stdin {
+                        one_line: true,
+                        ..stdin()
+                    };
+                    session.run_until_tls(input, connection::Stdout)
+                }
+            };
+            match rest {
+                // STLS: the handshake, then the same session under TLS.
+                Some(session) => match handshake() {
+                    Ok((up, what)) => {
+                        let (summary, _) = session.after_tls(what, &up, &up);
+                        link = Some(up);
+                        summary
+                    }
+                    Err(e) => {
+                        failed_handshake = Some(e);
+                        summary
+                    }
+                },
+                None => summary,
+            }
+        };
+        if let Some(e) = failed_handshake {
+            log("tls", &format!("result=fail reason={e:?}"));
+            return false;
+        }
+        if summary.end == session::End::HandedOver {
+            return match link {
+                Some(up) => up.relay(&relay_pipe, self.timeout * 2).is_ok(),
+                None => true,
+            };
+        }
+        log("end", &end_fields(&summary, self.started));
+        exit_status(&summary) == 0
     }
-    let login_deadline = settings.login_deadline;
-    let input = connection::Stdin {
-        login_deadline,
-        one_line: true,
-        ..connection::Stdin::idle(timeout)
-    };
-    let summary = Session::new(settings, Relay { pipe }, &mut log).run(input, connection::Stdout);
-    if summary.end == session::End::HandedOver {
-        return true;
-    }
-    log("end", &end_fields(&summary, started));
-    exit_status(&summary) == 0
 }
 
 /// The front's authenticator: every attempt goes to the back, which decides.
@@ -264,6 +411,15 @@ impl Authenticator for Relay {
     fn logged_elsewhere(&self) -> bool {
         true
     }
+}
+
+/// Makes `pipe` this process's standard input and output (the TLS relay's end).
+fn onto_stdio(pipe: &UnixStream) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    for fd in [nix::libc::STDIN_FILENO, nix::libc::STDOUT_FILENO] {
+        nix::unistd::dup2(pipe.as_raw_fd(), fd)?;
+    }
+    Ok(())
 }
 
 /// Logs why the connection is refused before any greeting; the exit status.

@@ -160,6 +160,9 @@ pub fn session_in(root: &Path, data: &[u8]) {
     }
     let settings = Settings {
         plaintext: true,
+        plaintext_over_tls: true,
+        // STLS is answered (and ends the run) as where TLS is configured.
+        tls: crate::pop3::session::Tls::Offered,
         auth_delay: std::time::Duration::ZERO,
         max_auth_failures: 3,
         timestamp: "<1.2@fuzz>".into(),

@@ -1,14 +1,84 @@
-//! client: a tiny POP3 client over a TcpStream, strict about the wire (every line ends CRLF).
+//! client: a tiny POP3 client over a TcpStream, plain or under TLS (rustls, trusting the
+//! world's test CA), strict about the wire (every line ends CRLF).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 
 use crate::harness::PATIENCE;
 
 pub struct Pop {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<Conn>,
+    writer: Conn,
     pub greeting: String,
+}
+
+/// The connection, shared by the reader and the writer.
+#[derive(Clone)]
+struct Conn {
+    tcp: Arc<TcpStream>,
+    tls: Option<Arc<Mutex<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>>>,
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &self.tls {
+            Some(tls) => tls.lock().unwrap().read(buf),
+            None => (&*self.tcp).read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.tls {
+            Some(tls) => tls.lock().unwrap().write(buf),
+            None => (&*self.tcp).write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &self.tls {
+            Some(tls) => tls.lock().unwrap().flush(),
+            None => (&*self.tcp).flush(),
+        }
+    }
+}
+
+/// A TLS client configuration trusting the CA certificate in `ca_pem` (TLS 1.2 and 1.3).
+pub fn tls_client(ca_pem: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    tls_client_versions(ca_pem, &[&rustls::version::TLS13, &rustls::version::TLS12])
+}
+
+/// The same, offering only `versions`.
+pub fn tls_client_versions(
+    ca_pem: &std::path::Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Runs a client handshake for `localhost` on `tcp` to its end.
+fn handshake(
+    config: Arc<rustls::ClientConfig>,
+    mut tcp: TcpStream,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)?;
+    }
+    Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
 impl Pop {
@@ -22,14 +92,69 @@ impl Pop {
         Pop::over(tcp_from(local, port))
     }
 
+    /// Connects to 127.0.0.1:`port` with TLS at once (port 995's mode) and reads the
+    /// greeting, which must be `+OK`.
+    pub fn connect_tls(port: u16, config: Arc<rustls::ClientConfig>) -> Pop {
+        Pop::try_connect_tls(port, config).expect("TLS handshake")
+    }
+
+    /// The same; the handshake's error, if it fails.
+    pub fn try_connect_tls(port: u16, config: Arc<rustls::ClientConfig>) -> std::io::Result<Pop> {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        tcp.set_write_timeout(Some(PATIENCE)).unwrap();
+        let tls = handshake(config, tcp.try_clone().unwrap())?;
+        let conn = Conn {
+            tcp: Arc::new(tcp),
+            tls: Some(Arc::new(Mutex::new(tls))),
+        };
+        Ok(Pop::greeted(conn))
+    }
+
+    /// Sends STLS, expects `+OK` with nothing after it, and runs the handshake; the commands
+    /// that follow go under TLS.
+    pub fn stls(&mut self, config: Arc<rustls::ClientConfig>) -> std::io::Result<()> {
+        let reply = self.cmd("STLS");
+        assert!(reply.starts_with("+OK"), "STLS: {reply:?}");
+        self.start_tls(config)
+    }
+
+    /// Runs the client's handshake now (after an STLS the caller sent itself). The server
+    /// must have sent nothing beyond the line already read.
+    pub fn start_tls(&mut self, config: Arc<rustls::ClientConfig>) -> std::io::Result<()> {
+        assert!(
+            self.reader.buffer().is_empty(),
+            "bytes after the STLS reply: {:?}",
+            String::from_utf8_lossy(self.reader.buffer())
+        );
+        let tcp = self.writer.tcp.try_clone().unwrap();
+        let tls = Arc::new(Mutex::new(handshake(config, tcp)?));
+        self.writer.tls = Some(tls.clone());
+        self.reader.get_mut().tls = Some(tls);
+        Ok(())
+    }
+
+    /// The negotiated TLS version, under TLS.
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        let tls = self.writer.tls.as_ref()?;
+        let version = tls.lock().unwrap().conn.protocol_version();
+        version
+    }
+
     /// Reads the greeting on `stream`, which must be `+OK`.
     pub fn over(stream: TcpStream) -> Pop {
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_write_timeout(Some(PATIENCE)).unwrap();
-        let writer = stream.try_clone().unwrap();
+        Pop::greeted(Conn {
+            tcp: Arc::new(stream),
+            tls: None,
+        })
+    }
+
+    fn greeted(conn: Conn) -> Pop {
         let mut pop = Pop {
-            reader: BufReader::new(stream),
-            writer,
+            reader: BufReader::new(conn.clone()),
+            writer: conn,
             greeting: String::new(),
         };
         pop.greeting = pop.line();
@@ -71,6 +196,8 @@ impl Pop {
                 Some(line)
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            // A TLS peer that closed without close_notify.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
             Err(e) => panic!("reading from ipop3d: {e}"),
         }
     }
@@ -168,6 +295,7 @@ impl Pop {
         match self.reader.read_to_end(&mut rest) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
             Err(e) => panic!("waiting for close: {e}"),
         }
         assert!(
@@ -179,14 +307,20 @@ impl Pop {
 
     /// Says we will send nothing more (a half close), still able to read the replies.
     pub fn finish_sending(&mut self) {
+        if let Some(tls) = &self.writer.tls {
+            let mut tls = tls.lock().unwrap();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
         self.writer
+            .tcp
             .shutdown(std::net::Shutdown::Write)
             .expect("shutdown(Write)");
     }
 
     /// Closes our side without QUIT (a dropped connection).
     pub fn drop_connection(self) {
-        let _ = self.writer.shutdown(std::net::Shutdown::Both);
+        let _ = self.writer.tcp.shutdown(std::net::Shutdown::Both);
     }
 }
 

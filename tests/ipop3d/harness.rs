@@ -339,6 +339,7 @@ impl World {
             env,
             run_as,
             local_host: None,
+            args: &[],
         })
     }
 
@@ -346,6 +347,26 @@ impl World {
     pub fn launch(&self, launch: &Launch) -> Server {
         self.write_config();
         Server::spawn(&self.ipop3d(), &self.config_path(), launch)
+    }
+
+    /// A throwaway CA and a server certificate for `localhost` and 127.0.0.1 (ECDSA P-256,
+    /// made by rcgen), written into the world (the key root-owned, mode 0600) and set as
+    /// `tls_cert`/`tls_key`.
+    pub fn tls(&mut self) -> TlsFiles {
+        let files = TlsFiles::make(self.path());
+        self.set("tls_cert", &files.cert.display().to_string());
+        self.set("tls_key", &files.key.display().to_string());
+        files
+    }
+
+    /// Serves ipop3d with `--implicit-tls` (port 995's mode) and `env`.
+    pub fn serve_implicit_tls(&self, env: &[(&str, &str)]) -> Server {
+        self.launch(&Launch {
+            env,
+            run_as: None,
+            local_host: None,
+            args: &["--implicit-tls"],
+        })
     }
 
     /// Starts real tcpserver running ipop3d with `INTRANET=1` and extra tcpserver options
@@ -361,8 +382,52 @@ impl World {
             env,
             run_as: None,
             local_host: None,
+            args: &[],
         };
         Server::tcpserver(&self.ipop3d(), &self.config_path(), &launch, opts)
+    }
+}
+
+/// The TLS files of a world: the CA's certificate (what clients trust), the server's chain
+/// and key, and the key's bytes (DER and PEM) to look for in memory.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub key_der: Vec<u8>,
+    pub key_pem: String,
+}
+
+impl TlsFiles {
+    fn make(dir: &Path) -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "apoptools test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
+        let files = TlsFiles {
+            ca: dir.join("tls-ca.pem"),
+            cert: dir.join("tls-cert.pem"),
+            key: dir.join("tls-key.pem"),
+            key_der: key.serialize_der(),
+            key_pem: key.serialize_pem(),
+        };
+        write_file(&files.ca, ca.pem().as_bytes(), 0o644);
+        write_file(&files.cert, leaf.pem().as_bytes(), 0o644);
+        write_file(&files.key, files.key_pem.as_bytes(), 0o600);
+        files
     }
 }
 
@@ -511,6 +576,8 @@ pub struct Launch<'a> {
     pub run_as: Option<&'a Account>,
     /// `TCPLOCALHOST` for the spawner (tcpserver's `-l NAME`).
     pub local_host: Option<&'a str>,
+    /// ipop3d's options after `--config CONFIG` (such as `--implicit-tls`).
+    pub args: &'a [&'a str],
 }
 
 /// What the harness does in place of tcpserver: accepts on 127.0.0.1, and for each connection
@@ -543,6 +610,7 @@ impl Server {
             .env("PROTO", "TCP")
             .arg("--config")
             .arg(config)
+            .args(launch.args)
             .process_group(0);
         if let Some(host) = launch.local_host {
             base.env("TCPLOCALHOST", host);
@@ -587,6 +655,7 @@ impl Server {
             .arg(exe)
             .arg("--config")
             .arg(config)
+            .args(launch.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -29,3 +29,4 @@ mod proxy;
 mod session;
 mod split;
 mod tcpserver;
+mod tls;

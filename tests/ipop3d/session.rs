@@ -434,6 +434,7 @@ fn timestamp_host_from_tcplocalhost() {
     let server = w.launch(&Launch {
         env: &[("INTRANET", "1")],
         run_as: None,
+        args: &[],
         local_host: Some("pop.tcplocal.test"),
     });
     let pop = server.connect();
@@ -453,6 +454,7 @@ fn bad_tcplocalhost_keeps_the_timestamp_well_formed() {
     let server = w.launch(&Launch {
         env: &[("INTRANET", "1")],
         run_as: None,
+        args: &[],
         local_host: Some("evil> host"),
     });
     let mut pop = server.connect();

@@ -8,7 +8,7 @@ fn a_bad_line_names_file_and_line() {
     let alice = world.me("alice");
     let config = world.config.display().to_string();
     // The passwd_file, disabled_file and lock_wait lines come first (see the harness).
-    let want = format!("{config}:6: plaintext must be intranet, always or never");
+    let want = format!("{config}:6: plaintext must be intranet, tls, always or never");
     world
         .apoppasswd()
         .arg("--status")

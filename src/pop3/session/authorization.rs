@@ -13,7 +13,7 @@ use crate::maildir::Maildrop;
 use crate::pop3::wire::{Password, Response};
 
 use super::{
-    sanitize, Authenticator, Credentials, Denied, End, Flow, Granted, Output, Session, State,
+    sanitize, Authenticator, Credentials, Denied, End, Flow, Granted, Output, Session, State, Tls,
 };
 
 impl<A: Authenticator> Session<'_, A> {
@@ -22,7 +22,11 @@ impl<A: Authenticator> Session<'_, A> {
         out.send(&Response::CapaListing)?;
         let implementation = concat!("IMPLEMENTATION apoptools-", env!("CARGO_PKG_VERSION"));
         let mut caps = vec!["TOP", "UIDL"];
-        if self.settings.plaintext {
+        let authorization = matches!(self.state, State::Authorization { .. });
+        if self.settings.tls == Tls::Offered && authorization {
+            caps.push("STLS");
+        }
+        if self.settings.plaintext_allowed() {
             caps.push("USER");
         }
         caps.extend([
@@ -42,17 +46,24 @@ impl<A: Authenticator> Session<'_, A> {
     /// USER. Where plaintext logins are off it is a failed login like any other (the delay,
     /// one count): a refused command costs the client what it costs the log.
     pub(super) fn user<W: Write>(&mut self, name: String, out: &mut Output<W>) -> io::Result<Flow> {
-        if !self.settings.plaintext {
+        if !self.settings.plaintext_allowed() {
             let started = Instant::now();
             self.state = State::Authorization { user: None };
             (self.log)(
                 "login",
                 &format!(
-                    "user={} method=user result=fail reason=\"plaintext not allowed\"",
-                    sanitize(&name)
+                    "user={} method=user result=fail reason=\"plaintext not allowed\"{}",
+                    sanitize(&name),
+                    self.settings.tls_field()
                 ),
             );
-            return self.failed(started, Response::PlaintextDisabled, out);
+            // Where TLS would make it acceptable, the reply says so.
+            let reply = if self.settings.tls == Tls::Offered && self.settings.plaintext_over_tls {
+                Response::PlaintextNeedsTls
+            } else {
+                Response::PlaintextDisabled
+            };
+            return self.failed(started, reply, out);
         } else {
             self.state = State::Authorization { user: Some(name) };
             out.send(&Response::UserAccepted)?;
@@ -79,6 +90,18 @@ impl<A: Authenticator> Session<'_, A> {
             password: password.as_bytes(),
         };
         self.login(&creds, out)
+    }
+
+    /// STLS (RFC 2595 §4): `+OK` where TLS is offered and not yet active, and the session
+    /// stops for the handshake; `-ERR` otherwise.
+    pub(super) fn stls<W: Write>(&mut self, out: &mut Output<W>) -> io::Result<Flow> {
+        if self.settings.tls != Tls::Offered {
+            out.send(&Response::TlsUnavailable)?;
+            return Ok(Flow::Go);
+        }
+        self.state = State::Authorization { user: None };
+        out.send(&Response::BeginTls)?;
+        Ok(Flow::Stop(End::StartTls))
     }
 
     pub(super) fn apop<W: Write>(
@@ -124,7 +147,10 @@ impl<A: Authenticator> Session<'_, A> {
                 if !remote {
                     (self.log)(
                         "login",
-                        &format!("user={who} method={method} result=fail reason={reason:?}"),
+                        &format!(
+                            "user={who} method={method} result=fail reason={reason:?}{}",
+                            self.settings.tls_field()
+                        ),
                     );
                 }
                 return self.failed(started, Response::AuthFailed, out);
@@ -184,8 +210,10 @@ impl<A: Authenticator> Session<'_, A> {
                     "login",
                     &format!(
                         "user={who} method={method} result=ok messages={count} moved={} \
-                         measured={}",
-                        r.moved, r.measured
+                         measured={}{}",
+                        r.moved,
+                        r.measured,
+                        self.settings.tls_field()
                     ),
                 );
                 self.summary.messages = count;

@@ -42,8 +42,12 @@ mod update;
 /// What the session needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Whether USER/PASS is allowed (and advertised by CAPA).
+    /// Whether USER/PASS is allowed (and advertised by CAPA) without TLS.
     pub plaintext: bool,
+    /// Whether USER/PASS is allowed (and advertised by CAPA) under TLS.
+    pub plaintext_over_tls: bool,
+    /// Whether the connection is under TLS, or STLS is offered.
+    pub tls: Tls,
     /// The total time from a login command to its failure reply.
     pub auth_delay: Duration,
     /// Failed logins after which the connection closes.
@@ -54,6 +58,36 @@ pub struct Settings {
     pub max_login_commands: u32,
     /// When AUTHORIZATION ends, however busy the client keeps it (`None`: no limit).
     pub login_deadline: Option<Instant>,
+}
+
+/// TLS on the connection, as the session sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Not configured (or not possible here): STLS is refused.
+    Off,
+    /// Configured and not yet active: CAPA lists STLS, and STLS ends [`Session::run`] with
+    /// [`End::StartTls`] once `+OK` is written, for the caller to run the handshake.
+    Offered,
+    /// Active; the text (version and cipher suite) goes into the login log lines.
+    Active(String),
+}
+
+impl Settings {
+    /// Whether USER/PASS (and later AUTH PLAIN/LOGIN) is accepted now.
+    pub fn plaintext_allowed(&self) -> bool {
+        match self.tls {
+            Tls::Active(_) => self.plaintext_over_tls,
+            Tls::Off | Tls::Offered => self.plaintext,
+        }
+    }
+
+    /// ` tls=VERSION/SUITE` for a login log line under TLS; empty otherwise.
+    pub fn tls_field(&self) -> String {
+        match &self.tls {
+            Tls::Active(what) => format!(" tls={what}"),
+            Tls::Off | Tls::Offered => String::new(),
+        }
+    }
 }
 
 /// What a client offers to log in.
@@ -136,7 +170,10 @@ pub fn allowed(state: &State, command: &Command) -> bool {
     use Command as C;
     // Exhaustive on purpose: a new command must be placed in every state.
     match (state, command) {
-        (State::Authorization { .. }, C::User(_) | C::Apop { .. } | C::Quit | C::Capa) => true,
+        (
+            State::Authorization { .. },
+            C::User(_) | C::Apop { .. } | C::Quit | C::Capa | C::Stls,
+        ) => true,
         (State::Authorization { user }, C::Pass(_)) => user.is_some(),
         (
             State::Authorization { .. },
@@ -162,7 +199,7 @@ pub fn allowed(state: &State, command: &Command) -> bool {
             | C::Uidl(_)
             | C::Capa,
         ) => true,
-        (State::Transaction(_), C::User(_) | C::Pass(_) | C::Apop { .. }) => false,
+        (State::Transaction(_), C::User(_) | C::Pass(_) | C::Apop { .. } | C::Stls) => false,
         (State::Update, _) => false,
     }
 }
@@ -183,6 +220,9 @@ pub enum End {
     Fatal,
     /// The login succeeded and another process carries on (see [`Granted::Elsewhere`]).
     HandedOver,
+    /// STLS was accepted and `+OK` written: the caller runs the TLS handshake and goes on
+    /// with [`Session::after_tls`]. Nothing the client sent after the STLS line is kept.
+    StartTls,
     /// Login succeeded but the Maildir could not be opened (or was locked).
     Mailbox,
     /// Reading the client or writing to it failed, or a message could not be read mid-reply.
@@ -200,6 +240,7 @@ impl End {
             End::LoginTimeout => "login-timeout",
             End::Fatal => "fatal",
             End::HandedOver => "handed-over",
+            End::StartTls => "stls",
             End::Mailbox => "mailbox-error",
             End::Io => "io-error",
         }
@@ -257,6 +298,16 @@ enum Flow {
     Stop(End),
 }
 
+/// How [`Session::serve`] begins.
+enum Start {
+    /// A new connection: the greeting.
+    Greeting,
+    /// After the TLS handshake that STLS began: nothing is sent first.
+    Continue,
+    /// A login another process accepted (its sanitised name, method and grant).
+    Resume(String, &'static str, Granted),
+}
+
 /// A session over one connection.
 pub struct Session<'a, A: Authenticator> {
     settings: Settings,
@@ -292,7 +343,28 @@ impl<'a, A: Authenticator> Session<'a, A> {
     /// Runs the session to its end: greeting, commands, and UPDATE if the client QUITs.
     /// A read error of kind `TimedOut` or `WouldBlock` is the idle timeout.
     pub fn run(self, input: impl Read, output: impl Write) -> Summary {
-        self.serve(None, input, output)
+        self.serve(Start::Greeting, input, output).0
+    }
+
+    /// Like [`Session::run`], but an accepted STLS (only where [`Settings::tls`] is
+    /// [`Tls::Offered`]) returns the session too, with `End::StartTls`: the caller runs the
+    /// handshake over the same connection and goes on with [`Session::after_tls`].
+    pub fn run_until_tls(self, input: impl Read, output: impl Write) -> (Summary, Option<Self>) {
+        self.serve(Start::Greeting, input, output)
+    }
+
+    /// Goes on after a completed TLS handshake (`what`: version and suite, for the log): no
+    /// new greeting; what the client said before STLS (a USER name) is forgotten, the login
+    /// commands and failures counted so far still count (RFC 2595 §4).
+    pub fn after_tls(
+        mut self,
+        what: String,
+        input: impl Read,
+        output: impl Write,
+    ) -> (Summary, Option<Self>) {
+        self.settings.tls = Tls::Active(what);
+        self.state = State::Authorization { user: None };
+        self.serve(Start::Continue, input, output)
     }
 
     /// Goes on with a session whose login `login` (by `method`) another process accepted and
@@ -306,15 +378,16 @@ impl<'a, A: Authenticator> Session<'a, A> {
         input: impl Read,
         output: impl Write,
     ) -> Summary {
-        self.serve(Some((sanitize(login), method, granted)), input, output)
+        let start = Start::Resume(sanitize(login), method, granted);
+        self.serve(start, input, output).0
     }
 
     fn serve(
         mut self,
-        logged_in: Option<(String, &'static str, Granted)>,
+        start: Start,
         mut input: impl Read,
         output: impl Write,
-    ) -> Summary {
+    ) -> (Summary, Option<Self>) {
         let mut out = Output {
             w: output,
             buf: Vec::with_capacity(2 * maildir::CHUNK),
@@ -322,12 +395,13 @@ impl<'a, A: Authenticator> Session<'a, A> {
         };
         let mut parser = Parser::new();
         let mut chunk = vec![0u8; 4096];
-        let first = match logged_in {
-            None => {
+        let first = match start {
+            Start::Greeting => {
                 let ts = self.settings.timestamp.clone();
                 out.send(&Response::Greeting(&ts)).map(|()| Flow::Go)
             }
-            Some((who, method, granted)) => self.granted(granted, who, method, &mut out),
+            Start::Continue => Ok(Flow::Go),
+            Start::Resume(who, method, granted) => self.granted(granted, who, method, &mut out),
         };
         let mut end = match first.and_then(|flow| out.flush().map(|()| flow)) {
             Ok(Flow::Go) => None,
@@ -374,12 +448,15 @@ impl<'a, A: Authenticator> Session<'a, A> {
                 Err(_) => end = Some(End::Io),
             }
         }
+        self.summary.end = end.unwrap_or(End::Io);
+        self.summary.bytes_sent += out.sent;
+        if self.summary.end == End::StartTls {
+            // The parser goes with this function: no byte read before the handshake is kept.
+            return (self.summary.clone(), Some(self));
+        }
         // Dropping the state releases the maildrop lock without deleting anything.
         self.state = State::Update;
-        let mut summary = self.summary;
-        summary.end = end.unwrap_or(End::Io);
-        summary.bytes_sent = out.sent;
-        summary
+        (self.summary, None)
     }
 
     fn handle<W: Write>(
@@ -415,6 +492,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
         // The table of contents: every command, one exhaustive match, each arm one call.
         match command {
             Command::Capa => self.capa(out),
+            Command::Stls => self.stls(out),
             Command::User(name) => self.user(name, out),
             Command::Pass(password) => self.pass(password, out),
             Command::Apop { name, digest } => self.apop(&name, &digest, out),
@@ -532,6 +610,8 @@ mod tests {
     fn settings(plaintext: bool) -> Settings {
         Settings {
             plaintext,
+            plaintext_over_tls: plaintext,
+            tls: Tls::Off,
             auth_delay: Duration::ZERO,
             max_auth_failures: 3,
             timestamp: TS.into(),
