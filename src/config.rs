@@ -408,9 +408,13 @@ mod tests {
         let c = parse(
             "passwd_file = /etc/vpasswd\ndisabled_file=/d\nmaildir = Mail/box\nplaintext = never\n\
              min_length = 12\next_delimiter = +\ndotqmail = .forward\nhostname = mx.example.org\n\
-             timeout = 900\nlock_wait = 50\nauth_delay = 0\nmax_auth_failures = 5\n",
+             timeout = 900\nlock_wait = 50\nauth_delay = 0\nmax_auth_failures = 5\n\
+             tls_cert = /etc/ssl/pop.pem\ntls_key = /etc/ssl/private/pop.key\n",
         )
         .unwrap();
+        assert_eq!(c.tls_cert, Some(PathBuf::from("/etc/ssl/pop.pem")));
+        assert_eq!(c.tls_key, Some(PathBuf::from("/etc/ssl/private/pop.key")));
+        assert_eq!(parse("plaintext = tls").unwrap().plaintext, Plaintext::Tls);
         assert_eq!(c.passwd_file, Some(PathBuf::from("/etc/vpasswd")));
         assert_eq!(c.disabled_file, PathBuf::from("/d"));
         assert_eq!(c.maildir, PathBuf::from("Mail/box"));
@@ -463,6 +467,14 @@ mod tests {
             (
                 "ext_delimiter = ab",
                 "/x/apoptools.conf:1: ext_delimiter must be",
+            ),
+            (
+                "tls_cert = /c.pem",
+                "/x/apoptools.conf: tls_cert and tls_key must be set together",
+            ),
+            (
+                "tls_key = key.pem",
+                "/x/apoptools.conf:1: tls_key must be an absolute",
             ),
         ];
         for (text, want) in cases {

@@ -375,6 +375,9 @@ impl Front<'_> {
                 None => true,
             };
         }
+        if let Some(up) = link {
+            up.close();
+        }
         log("end", &end_fields(&summary, self.started));
         exit_status(&summary) == 0
     }

@@ -195,6 +195,13 @@ impl Link {
         format!("{version}/{suite}")
     }
 
+    /// Ends TLS cleanly (a close_notify), as the session ends before any login.
+    pub fn close(self) {
+        let mut inner = self.inner.into_inner();
+        inner.conn.send_close_notify();
+        let _ = inner.push();
+    }
+
     /// After a granted login: relays between the client (under TLS) and the back, starting
     /// with the plaintext the session has not read, until either side is done.
     /// `idle` bounds a wait with no traffic either way (the back's own idle timeout ends the

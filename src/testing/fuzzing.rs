@@ -66,6 +66,41 @@ pub fn proxy_header(data: &[u8]) {
     );
 }
 
+/// The frames between the split's front and back, from any bytes: a stream of requests (as a
+/// compromised front could send) and of verdicts decodes to messages or errors, never a
+/// panic; every decoded message encodes back to exactly the bytes it came from.
+pub fn pipe_frames(data: &[u8]) {
+    use crate::server::pipe::{FrameError, Request, Verdict};
+    for verdicts in [false, true] {
+        let mut rest = data;
+        loop {
+            let before = rest;
+            let decoded = if verdicts {
+                Verdict::read_from(&mut rest).map(|v| {
+                    v.map(|v| {
+                        let mut bytes = Vec::new();
+                        v.write_to(&mut bytes).unwrap();
+                        bytes
+                    })
+                })
+            } else {
+                Request::read_from(&mut rest).map(|r| {
+                    r.map(|r| {
+                        let mut bytes = Vec::new();
+                        r.write_to(&mut bytes).unwrap();
+                        bytes
+                    })
+                })
+            };
+            match decoded.expect("a slice cannot fail") {
+                Ok(bytes) => assert_eq!(&before[..before.len() - rest.len()], &bytes[..]),
+                Err(FrameError::Closed) => break,
+                Err(FrameError::Malformed(_)) => break,
+            }
+        }
+    }
+}
+
 /// The POP3 parser yields the same items whatever the chunking of the stream: `data`'s first
 /// byte picks a chunk size for the rest, which is also parsed whole. Every LF ends exactly one
 /// item (a command or a line error): no line is lost or merged.

@@ -43,6 +43,11 @@ fn proxy_header_corpus() {
     run("proxy_header", apoptools::testing::fuzzing::proxy_header);
 }
 
+#[test]
+fn pipe_frames_corpus() {
+    run("pipe_frames", apoptools::testing::fuzzing::pipe_frames);
+}
+
 /// In a temp directory of its own, removed afterwards (the fuzz target keeps one on tmpfs).
 #[test]
 fn session_corpus() {

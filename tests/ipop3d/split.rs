@@ -217,7 +217,10 @@ fn after_a_tls_login_no_mail_process_holds_the_key_root() {
     // The scan finds the key where it is: in this test process, which made it.
     let me = std::process::id();
     assert!(memory_holds(me, &files.key_der) && memory_holds(me, scalar));
-    assert!(memory_holds(me, files.key_pem.lines().nth(1).unwrap().as_bytes()));
+    assert!(memory_holds(
+        me,
+        files.key_pem.lines().nth(1).unwrap().as_bytes()
+    ));
     // Every process running as the account: none holds the key.
     let mut account_pids = vec![back];
     account_pids.extend(

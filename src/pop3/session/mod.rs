@@ -976,6 +976,63 @@ mod tests {
             .ends_with("+OK Mailbox reset, 1 messages\r\n+OK Sayonara\r\n"));
     }
 
+    /// STLS with more commands behind it, in every chunking: the session stops right after
+    /// `+OK Begin TLS negotiation`, nothing after the STLS line is answered or kept, and the
+    /// same session goes on under TLS with the USER name forgotten and the counts kept.
+    #[test]
+    fn stls_stops_the_session_and_drops_what_follows_in_every_chunking() {
+        let input = b"CAPA\r\nUSER alice\r\nSTLS\r\nCAPA\r\nPASS open sesame\r\nQUIT\r\n";
+        let capa_before = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nSTLS\r\nRESP-CODES\r\n";
+        for size in 1..=input.len() {
+            let dir = maildir(&[("1700000001.1.h", M1)]);
+            let mut s = settings(true);
+            s.tls = Tls::Offered;
+            s.plaintext = false;
+            s.max_login_commands = 6;
+            let auth = FakeAuth {
+                maildir: dir.path().to_path_buf(),
+                seen: Rc::new(RefCell::new(Vec::new())),
+            };
+            let mut log = Vec::new();
+            let mut logger = |event: &str, fields: &str| log.push(format!("{event} {fields}"));
+            let mut out = Vec::new();
+            let session = Session::new(s, auth, &mut logger);
+            let (summary, rest) = session.run_until_tls(Chunks { bytes: input, size }, &mut out);
+            assert_eq!(summary.end, End::StartTls, "chunk size {size}");
+            let out = String::from_utf8(out).unwrap();
+            assert!(out.starts_with(&format!("+OK POP3 server ready {TS}\r\n{capa_before}")));
+            assert!(
+                out.ends_with(
+                    "-ERR Plaintext login needs TLS first (STLS); or use APOP\r\n\
+                               +OK Begin TLS negotiation\r\n"
+                ),
+                "chunk size {size}: {out:?}"
+            );
+            assert_eq!(out.matches("Capability list").count(), 1, "{out:?}");
+            // Under TLS: PASS without a USER (the one before STLS is forgotten), then the
+            // login budget of 6 runs out: CAPA, USER and STLS before TLS, PASS, CAPA and
+            // NOOP under it, and the second NOOP gets the goodbye.
+            let under_tls = b"PASS open sesame\r\nCAPA\r\nNOOP\r\nNOOP\r\n";
+            let mut out = Vec::new();
+            let rest = rest.expect("the session goes on");
+            let what = "TLSv1.3/TLS13_AES_128_GCM_SHA256".to_string();
+            let (summary, rest) = rest.after_tls(what, &under_tls[..], &mut out);
+            assert!(rest.is_none());
+            assert_eq!(summary.end, End::TooManyCommands);
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.starts_with(
+                    "-ERR USER first\r\n+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\n"
+                ),
+                "{out:?}"
+            );
+            assert!(
+                out.ends_with("-ERR Too many commands without a login; goodbye\r\n"),
+                "{out:?}"
+            );
+        }
+    }
+
     #[test]
     fn large_message_streams_in_bounded_pieces() {
         // 3 MiB of bare-LF lines, some starting with a dot.
