@@ -67,13 +67,26 @@ pub fn command() -> clap::Command {
         .about("POP3 server for one connection on stdin/stdout, with APOP and mail-only passwords")
         .long_about(
             "ipop3d serves one POP3 session (RFC 1939, with CAPA and response codes from RFC \
-             2449 and RFC 3206) on standard input and output, for tcpserver, inetd or systemd \
-             socket activation (Accept=yes). It works with an empty environment.\n\n\
+             2449 and RFC 3206, STLS from RFC 2595 and implicit TLS from RFC 8314) on standard \
+             input and output, for tcpserver, inetd or systemd socket activation (Accept=yes). \
+             It works with an empty environment.\n\n\
              Logins use APOP or, when the configuration's `plaintext` allows it, USER/PASS, \
              both checked against the mail-only password set with apoppasswd(1) (~/.apop, or \
              ~/.apop-EXT for an extension address user-EXT). Accounts with uid 0 and accounts \
              disabled with deapop(8) never log in. Every failed login gets the same reply after \
              the same delay; after `max_auth_failures` failures the connection closes.\n\n\
+             TLS (1.2 and 1.3, rustls): with `tls_cert` and `tls_key` set and ipop3d started as \
+             root, STLS is offered (port 110) and --implicit-tls speaks TLS from the first byte \
+             (port 995). Both files are read for every connection, so a renewed certificate \
+             needs no restart; a key not owned by root, writable by its group or open to others \
+             refuses the connection with a log line and no greeting. `plaintext = intranet` \
+             allows USER/PASS with INTRANET set or under TLS, `plaintext = tls` under TLS only. \
+             Started as a user, ipop3d never offers TLS.\n\n\
+             Started as root, ipop3d serves each connection with two processes: a front, \
+             chrooted into `login_chroot` as `login_user` under a seccomp filter, which holds \
+             the TLS key and parses every byte before the login; and the back, root until the \
+             login, which verifies it and then becomes the account (the TLS and PROCESS MODEL \
+             sections of the manual say more).\n\n\
              After a login the process becomes the account for good, locks the Maildir for \
              the session (a second session gets [IN-USE]), moves new mail to cur/, and lists \
              messages in delivery order. DELE only marks; marked messages are removed at QUIT. \
@@ -90,15 +103,21 @@ pub fn command() -> clap::Command {
              ~/.apop, ~/.apop-EXT      the mail-only secrets (apoppasswd(1))\n  \
              ~/.qmail-EXT              an extension's first maildir line names its Maildir\n  \
              Maildir/apoptools-pop3.lock   the session lock\n  \
-             Maildir/apoptools-sizes   the sizes of the messages, measured once\n\n\
+             Maildir/apoptools-sizes   the sizes of the messages, measured once\n  \
+             /var/lib/apoptools/empty  the pre-login process's chroot (login_chroot)\n\n\
              Log lines (standard error):\n  \
              ipop3d: login remote=IP user=NAME method=apop|user result=ok|fail|unavailable \
-             reason=\"...\"\n  \
+             reason=\"...\" [tls=VERSION/SUITE]\n  \
+             ipop3d: tls remote=IP result=fail reason=\"...\"\n  \
              ipop3d: end remote=IP user=NAME result=quit|closed|timeout|... messages=N \
              retrieved=N deleted=N bytes=N duration=S\n\n\
-             Example (USER/PASS only where tcprules sets INTRANET, see ipop3d(8)):\n  \
+             Examples (USER/PASS in the clear only where tcprules sets INTRANET; more in \
+             ipop3d(8)):\n  \
              env - PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\\n    \
-             tcpserver -vR -c40 -x /etc/tcp.pop3.cdb -p 0 pop3 ipop3d 2>&1 | splogger ipop3d",
+             tcpserver -vR -c40 -x /etc/tcp.pop3.cdb -p 0 pop3 ipop3d 2>&1 | splogger ipop3d\n  \
+             env - PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\\n    \
+             tcpserver -vR -c40 -x /etc/tcp.pop3.cdb -p 0 pop3s ipop3d --implicit-tls 2>&1 \
+             | splogger ipop3d",
             crate::error::exit_status_help(EXIT_STATUSES)
         ))
         .arg(

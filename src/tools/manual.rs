@@ -27,6 +27,36 @@ fn roff(text: &str) -> String {
         .join("\n")
 }
 
+/// Prose paragraphs, one a line of `text`, each its own paragraph (a bare newline would only
+/// continue the same filled paragraph).
+fn paragraphs(text: &str) -> String {
+    text.lines()
+        .map(|l| format!(".PP\n{}\n", roff(l)))
+        .collect()
+}
+
+/// Literal lines (a script, a configuration file) as they must be typed: not filled, leading
+/// spaces kept, backslashes and hyphens escaped so that they copy as typed.
+fn literal(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let l = l.replace('\\', "\\e").replace('-', "\\-");
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect();
+    format!(".PP\n.nf\n{}\n.fi\n", lines.join("\n"))
+}
+
+/// An example: a sentence of prose, then its literal lines.
+fn example(intro: &str, code: &str) -> String {
+    format!(".PP\n{}\n{}", roff(intro), literal(code))
+}
+
 fn section(title: &str, body: &str) -> String {
     format!(".SH {title}\n{body}\n")
 }
@@ -92,7 +122,7 @@ fn apoppasswd_page() -> String {
         "Version 1 of the store file is text, one `key value` per line:\n",
     ) + "\n.nf\napoptools\\-secret 1\nchanged 1796380800\nby root\nsecret <the secret, any bytes but NUL and newline>\n.fi\n"
         + &roff("The first line names the format and version. `changed` (Unix seconds) and `by` (who made the change) are metadata; unknown keys are ignored so that later versions can add more. A file whose first line is not the header is read as imapext APOPtools' format: the secret alone on the first line. Writes always produce version 1.\n");
-    let security = roff(
+    let security = paragraphs(
         "apoppasswd is not setuid. A user edits only their own store. Root provisioning another account does every file operation in that home as the account (effective uid, gid and groups switched, and switched back by a guard), so a link, FIFO or odd file planted in the home cannot make root read or write outside it. Store files are checked on the opened handle (O_NOFOLLOW, fstat: type, owner, mode, link count), not by path.\n\
          Every write goes to a temp file created exclusively in the same directory, is fsync'd, renamed over the target, and the directory fsync'd, under an exclusive lock on ~/.apop.lock: a crash leaves the old secret or the new one, and concurrent writers never lose an update.\n\
          Passwords never come from the command line; the prompt does not echo; no password appears in any message. APOP needs a plaintext-equivalent secret on the server: choose a mail password that is not your login password. A new password is at most 248 bytes, the most a 255-octet PASS line can carry, so every password set works with USER/PASS too.\n\
@@ -123,71 +153,164 @@ fn deapop_page() -> String {
 }
 
 fn ipop3d_page() -> String {
-    let examples = ".PP\nUnder tcpserver (ucspi-tcp), with USER/PASS only from the local network. A global INTRANET=1 would let every client on the internet send its password in the clear; tcprules(1) sets INTRANET only for the addresses listed (here 192.168.1.x), and everyone else may use APOP only:\n.PP\n.nf\n\
-# /etc/tcp.pop3: INTRANET for the local network, no INTRANET for the rest\n\
-192.168.1.:allow,INTRANET=\"1\"\n\
-:allow\n\
-\n\
-tcprules /etc/tcp.pop3.cdb /etc/tcp.pop3.tmp < /etc/tcp.pop3\n\
-\n\
-#!/bin/sh\n\
-exec env \\- \\e\n\
-PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\e\n\
-tcpserver \\-vR \\-c40 \\-x /etc/tcp.pop3.cdb \\-p 0 pop3 ipop3d 2>&1 | splogger ipop3d &\n\
-.fi\n\
-.PP\nThe original start script, with INTRANET=1 for every client (only for a server no one outside the local network can reach):\n.PP\n.nf\n\
-#!/bin/sh\n\
-exec env \\- \\e\n\
-INTRANET=1 \\e\n\
-PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \\e\n\
-tcpserver \\-vR \\-c40 \\-p 0 pop3 ipop3d 2>&1 | splogger ipop3d &\n\
-.fi\n\
-.PP\nAgainst password guessing across connections, fail2ban with the filter ipop3d prints (it matches failed logins and sessions ended before login on max_login_commands or login_timeout, never outages):\n.PP\n.nf\n\
-ipop3d \\-\\-fail2ban\\-filter > /etc/fail2ban/filter.d/ipop3d.conf\n\
-.fi\n\
-.PP\nUnder systemd, a socket unit and a service template, one process per connection:\n.PP\n.nf\n\
-# /etc/systemd/system/ipop3d.socket\n\
-[Socket]\n\
-ListenStream=110\n\
-Accept=yes\n\
-MaxConnectionsPerSource=4\n\
-\n\
-[Install]\n\
-WantedBy=sockets.target\n\
-\n\
-# /etc/systemd/system/ipop3d@.service\n\
-[Service]\n\
-ExecStart=/usr/local/sbin/ipop3d\n\
-StandardInput=socket\n\
-StandardError=journal\n\
-.fi\n\
-.PP\nBehind HAProxy, each ipop3d host lists the balancer in proxy_from (see apoptools.conf(5)) and HAProxy sends a PROXY header; the log then shows the client's address:\n.PP\n.nf\n\
-backend ipop3d\n\
-  mode tcp\n\
-  balance roundrobin\n\
-  server mx1 10.0.0.11:110 send\\-proxy\\-v2\n\
-  server mx2 10.0.0.12:110 send\\-proxy\\-v2\n\
-.fi\n\
-.PP\nMaxConnectionsPerSource= caps the connections of one client address at once (MaxConnections= all of them). systemd sets no per-address INTRANET: with plaintext at its default, USER/PASS is refused and clients use APOP.\n";
-    let security = roff(
-        "ipop3d is not setuid. It forbids core dumps (RLIMIT_CORE 0, not dumpable) before it reads anything. Started as root, it splits each connection in two. The front, forked first, is chrooted into login_chroot (empty, owned by root, writable by no one else) and runs as login_user with no supplementary groups, no capabilities, no-new-privs, RLIMIT_NPROC, RLIMIT_FSIZE and RLIMIT_CORE 0, and a seccomp allow-list (a file open fails with EACCES, any call not listed kills it); it sends the greeting and reads every client byte before the login, one line at a time, and hands each login attempt to the back over a socket pair in small length-prefixed frames. The back, the process that was started, makes the timestamp, never reads the client before the login, verifies each attempt against its own timestamp, owns the delay and the failure count, and writes the log (the front's lines too). When a login succeeds the front exits and the back carries on. A split that cannot be set up ends the connection with a log line and no greeting. Started as root, it reads the secret as the account (effective ids switched), and after a successful login drops to the account for good (setgroups, setgid, setuid, then checks that real, effective and saved ids are the account's and that root cannot be regained) before it opens the Maildir. A system account gets its groups (initgroups); a passwd_file account gets exactly its primary gid, even when a system user of the same name has other groups. If any step of the drop fails, ipop3d logs `cannot drop privileges`, answers -ERR [SYS/TEMP] and ends the connection at once: it is never taken for a wrong password. Accounts with uid 0 or gid 0 never log in. Started as a user, it serves only that user's accounts. The configuration and passwd_file are refused when anyone but root could have written them.\n\
-         A disable mark follows the account, not the name: another name with the same uid and home is refused too. An account source or disable list that cannot be read is an outage: -ERR [SYS/TEMP], logged with result=unavailable, not counted as a failed login. Before login at most max_login_commands commands are answered and at most login_timeout seconds pass; USER where plaintext logins are off counts as a failed login. The log names the client from TCPREMOTEIP, else from getpeername(2).\n\
+    let tls = paragraphs(
+        "With tls_cert and tls_key in the configuration (see apoptools.conf(5)) and ipop3d started as root, TLS comes two ways: STLS (RFC 2595) on port 110, listed by CAPA until TLS is up, and --implicit-tls (RFC 8314), TLS from the first byte, for port 995. Only TLS 1.2 and 1.3 are spoken, by rustls with its ring provider and default cipher suites; there is no session resumption (each process serves one connection).\n\
+         Both files are read for every connection, so a renewed certificate is served from the next connection on, without a restart. tls_cert is a PEM chain, the server's certificate first. tls_key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC) must be a regular file owned by root, not writable by its group and with no permission for others: mode 0600, or 0640 with a group such as ssl-cert. Symbolic links are followed and the check is made on the file opened, so Let's Encrypt's live/ links work. A key that fails the check, or a file that cannot be read or parsed, refuses every connection, on port 110 as on 995 (there is no fallback to POP3 without TLS): no greeting, and a log line naming the file and the fix, such as `ipop3d: fatal remote=IP reason=\"tls_key /etc/ssl/private/pop.pem: mode 0644 lets others read or change the key; chmod 0600 /etc/ssl/private/pop.pem\"`.\n\
+         After STLS is answered +OK the handshake starts. Every byte the client sent after the STLS line that has already arrived is discarded, never read as a command (the plaintext injection of CVE-2011-0411); bytes still on the way reach TLS, which refuses them. Under TLS the session goes on without a new greeting: a USER given before STLS is forgotten, and the commands and failed logins counted before still count.\n\
+         plaintext = intranet (the default) allows USER/PASS when INTRANET is non-empty or the connection is under TLS; plaintext = tls allows it under TLS only, whatever INTRANET says; always and never do not look at TLS. APOP is accepted with or without TLS. CAPA lists STLS only before TLS is active (and only before the login), and USER only where USER/PASS would be accepted at that moment; before STLS, a USER that TLS would allow is answered `-ERR Plaintext login needs TLS first (STLS); or use APOP`.\n\
+         Under TLS, the login log lines of a checked password or digest end with tls=VERSION/SUITE, such as tls=TLSv1.3/TLS13_AES_256_GCM_SHA384 (those about an unavailable or locked mailbox after a good password do not). A failed handshake (a client offering only TLS 1.1, a client rejecting the certificate, bytes that are not TLS) is logged `ipop3d: tls remote=IP result=fail reason=\"...\"` and ends the connection.\n\
+         Started as a user (serving its own Maildir on standard input and output), ipop3d never offers TLS, whatever the configuration says: CAPA has no STLS, STLS gets `-ERR TLS is not available here`, and --implicit-tls is refused with a fatal log line, no greeting and exit status 1.",
+    );
+    let process = paragraphs(
+        "Started as root, ipop3d serves each connection with two processes, so that nothing privileged parses a client byte before the login.\n\
+         The front, forked first, reads the TLS certificate and key while still root, then confines itself: chroot into login_chroot, the uid and gid of login_user with no supplementary groups (and a check that root cannot be regained), no_new_privs, not dumpable, RLIMIT_NPROC, RLIMIT_FSIZE and RLIMIT_CORE 0, RLIMIT_NOFILE 16, and last a seccomp allow-list under which any system call not listed kills it and a file open fails with EACCES. Only then does it run TLS, send the greeting and parse the client's bytes, one line at a time. It passes each login attempt to the back over a socket pair in small length-prefixed frames, and its log lines too.\n\
+         The back, the process the super-server started, stays root until the login. It makes the APOP timestamp, never holds the TLS key, and never reads the client before the login (except, from a balancer listed in proxy_from, the PROXY header, which it reads before the front is forked). It verifies each attempt against its own timestamp, reading the store as the account, applies the plaintext rule again, owns the delay and the failure count (a compromised front cannot skip them), and writes every log line. After a good password or digest it drops to the account for good.\n\
+         After a login without TLS the front exits and the back, now the account, talks to the client's socket itself (the front never read past the login line, so nothing the client pipelined is lost). After a login under TLS the front stays, still confined, as the relay between TLS and a socket pair that becomes the back's standard input and output; the back's copy of the client's socket is closed. No process running as a mail account ever holds the TLS key.\n\
+         A split that cannot be set up (login_user unknown, root or in group 0; login_chroot missing, not empty, not root's or writable by others; a TLS file refused) ends the connection with a fatal log line and no greeting. A front killed by its seccomp filter is logged `the login process was killed by SIGSYS`. Started as a user, ipop3d stays one process.\n\
+         Setup, once (login_chroot defaults to /var/lib/apoptools/empty; login_user defaults to nobody, which other daemons share, so a dedicated account is better):",
+    ) + &literal(
+        r#"useradd --system --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin ipop3d-login
+install -d -m 0755 -o root -g root /var/lib/apoptools/empty
+echo 'login_user = ipop3d-login' >> /etc/apoptools.conf"#,
+    );
+    let examples = example(
+        "Under tcpserver (ucspi-tcp), with USER/PASS in the clear only from the local network. A global INTRANET=1 would let every client on the internet send its password in the clear; tcprules(1) sets INTRANET only for the addresses listed (here 192.168.1.x). Everyone else may use APOP, or, with TLS configured, USER/PASS after STLS:",
+        r#"# /etc/tcp.pop3: INTRANET for the local network, no INTRANET for the rest
+192.168.1.:allow,INTRANET="1"
+:allow
+
+tcprules /etc/tcp.pop3.cdb /etc/tcp.pop3.tmp < /etc/tcp.pop3
+
+#!/bin/sh
+exec env - \
+PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \
+tcpserver -vR -c40 -x /etc/tcp.pop3.cdb -p 0 pop3 ipop3d 2>&1 | splogger ipop3d &"#,
+    ) + &example(
+        "With tls_cert and tls_key set, that script offers STLS on port 110 as it is. Port 995 needs a second one, the same with --implicit-tls:",
+        r#"#!/bin/sh
+exec env - \
+PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \
+tcpserver -vR -c40 -x /etc/tcp.pop3.cdb -p 0 pop3s ipop3d --implicit-tls \
+  2>&1 | splogger ipop3d &"#,
+    ) + &example(
+        "The original start script, with INTRANET=1 for every client (only for a server no one outside the local network can reach):",
+        r#"#!/bin/sh
+exec env - \
+INTRANET=1 \
+PATH=/usr/local/sbin:/usr/local/bin:/bin:/usr/bin \
+tcpserver -vR -c40 -p 0 pop3 ipop3d 2>&1 | splogger ipop3d &"#,
+    ) + &example(
+        "Under systemd, a socket unit and a service template for each port, one process per connection:",
+        r#"# /etc/systemd/system/ipop3d.socket
+[Socket]
+ListenStream=110
+Accept=yes
+MaxConnectionsPerSource=4
+
+[Install]
+WantedBy=sockets.target
+
+# /etc/systemd/system/ipop3d@.service
+[Service]
+ExecStart=/usr/local/sbin/ipop3d
+StandardInput=socket
+StandardError=journal
+
+# /etc/systemd/system/ipop3d-tls.socket
+[Socket]
+ListenStream=995
+Accept=yes
+MaxConnectionsPerSource=4
+
+[Install]
+WantedBy=sockets.target
+
+# /etc/systemd/system/ipop3d-tls@.service
+[Service]
+ExecStart=/usr/local/sbin/ipop3d --implicit-tls
+StandardInput=socket
+StandardError=journal
+
+systemctl enable --now ipop3d.socket ipop3d-tls.socket"#,
+    ) + &paragraphs(
+        "MaxConnectionsPerSource= caps the connections of one client address at once (MaxConnections= all of them). systemd sets no per-address INTRANET: with plaintext at its default, USER/PASS is refused without TLS, and allowed after STLS and on port 995.",
+    ) + &example(
+        "Behind HAProxy, each ipop3d host lists the balancer in proxy_from (see apoptools.conf(5); 127.0.0.1 for an HAProxy on the same host, and then every connection from 127.0.0.1 must carry a header) and HAProxy sends a PROXY header; the log then shows the client's address. HAProxy passes TLS through untouched (mode tcp) and ipop3d on each host terminates it, so each host needs tls_cert and tls_key; the header comes before the handshake, and STLS works through the balancer too. TLS terminated in HAProxy would reach ipop3d as a plain connection: no tls= in the log and, under plaintext = tls, no USER/PASS.",
+        r#"# haproxy.cfg
+frontend pop3
+  mode tcp
+  bind :110
+  default_backend ipop3d
+frontend pop3s
+  mode tcp
+  bind :995
+  default_backend ipop3d-tls
+backend ipop3d
+  mode tcp
+  balance roundrobin
+  server mx1 10.0.0.11:110 send-proxy-v2
+  server mx2 10.0.0.12:110 send-proxy-v2
+backend ipop3d-tls
+  mode tcp
+  balance roundrobin
+  server mx1 10.0.0.11:995 send-proxy-v2
+  server mx2 10.0.0.12:995 send-proxy-v2
+
+# /etc/apoptools.conf on mx1 and mx2
+proxy_from = 10.0.0.2"#,
+    ) + &example(
+        "Against password guessing across connections, fail2ban with the filter ipop3d prints. It matches failed logins, over TLS or not, and sessions ended before login on max_login_commands or login_timeout; never outages, and never a failed TLS handshake. Its sample jail covers ports pop3 and pop3s:",
+        "ipop3d --fail2ban-filter > /etc/fail2ban/filter.d/ipop3d.conf",
+    );
+    let files = tagged(&[
+        (
+            "/etc/apoptools.conf".into(),
+            "The configuration, see apoptools.conf(5).".into(),
+        ),
+        (
+            "~/.apop, ~/.apop-EXT".into(),
+            "The mail-only secrets, see apoppasswd(1).".into(),
+        ),
+        (
+            "~/.qmail-EXT".into(),
+            "Its first maildir line names the Maildir of user-EXT (the dotqmail key).".into(),
+        ),
+        (
+            "Maildir/apoptools-pop3.lock".into(),
+            "The session lock of the maildrop.".into(),
+        ),
+        (
+            "Maildir/apoptools-sizes".into(),
+            "The sizes of the messages, measured once.".into(),
+        ),
+        (
+            "/var/lib/apoptools/empty".into(),
+            "The front's chroot (login_chroot): empty, owned by root.".into(),
+        ),
+    ]);
+    let security = paragraphs(
+        "ipop3d is not setuid. It forbids core dumps (RLIMIT_CORE 0, not dumpable) before it reads anything. Started as root, it reads the secret as the account (effective ids switched), and after a successful login drops to the account for good (setgroups, setgid, setuid, then checks that real, effective and saved ids are the account's and that root cannot be regained) before it opens the Maildir. A system account gets its groups (initgroups); a passwd_file account gets exactly its primary gid, even when a system user of the same name has other groups. If any step of the drop fails, ipop3d logs `cannot drop privileges`, answers -ERR [SYS/TEMP] and ends the connection at once: it is never taken for a wrong password. Accounts with uid 0 or gid 0 never log in. Started as a user, it serves only that user's accounts. The configuration and passwd_file are refused when anyone but root could have written them.\n\
+         Without TLS, anyone on the path reads and can change the session. USER/PASS sends the password in the clear. APOP sends only an MD5 digest, but anyone who records the timestamp and digest can test guesses offline, and an attacker who can choose the timestamp (a false server, or a man in the middle) can recover the password a few characters at a time with MD5 collisions (Leurent, FSE 2007). On the internet, configure TLS and set plaintext = tls. Even then APOP stays accepted without TLS: where every login must be under TLS, offer port 995 only, or port 110 to the local network only. Clients must check the server's certificate, and should insist on TLS (port 995, or STLS required): a client that uses STLS only when CAPA lists it can be stripped of it by a man in the middle.\n\
+         A disable mark follows the account, not the name: another name with the same uid and home is refused too. An account source or disable list that cannot be read is an outage: -ERR [SYS/TEMP], logged with result=unavailable, not counted as a failed login. Before login at most max_login_commands commands are answered and at most login_timeout seconds pass (the TLS handshake included); USER where plaintext logins are off counts as a failed login. The log names the client from TCPREMOTEIP, else from getpeername(2), or from the PROXY header of a balancer listed in proxy_from.\n\
          The Maildir is read as other readers expect: new/ moves to cur/ keeping the unique part of each name (cur/UNIQUE:2,FLAGS), so Dovecot IMAP keeps its UIDs and flags (tested); sizes come from the files or the size cache, never from a name; messages whose unique parts collide are renamed apart once (UNIQUE.dupINODE) so every UIDL is unique. A .qmail-EXT Maildir is opened and must really lie inside the home (a symlink cannot lead elsewhere).\n\
          APOP digests and passwords are compared in constant time. Unknown user, wrong password, disabled account and unusable store file get the same reply after the same delay (auth_delay); after max_auth_failures failures the connection closes. Log lines never hold a secret. Client input is parsed with a 255-octet line cap; NULs, bad UTF-8 and unknown commands get -ERR.\n\
          Deletions happen only at QUIT and are fsync'd; a dropped connection or the idle timeout deletes nothing. A per-maildrop lock gives a second session -ERR [IN-USE].\n\
-         Tested (see README.md): the parser and whole sessions were fuzzed for 10 million executions each; 400 SIGKILLs during QUIT never lost an unmarked message; 1,000 sessions 40 at a time were all answered correctly with flat memory; a 50 MB message to a reader taking a byte per 100 ms kept the server under 5.1 MB; unknown user, disabled account and wrong password gave the same reply after the same delay.",
+         Tested (see README.md): the parser and whole sessions were fuzzed for 10 million executions each; 400 SIGKILLs during QUIT never lost an unmarked message; 1,000 sessions 40 at a time were all answered correctly with flat memory; a 50 MB message to a reader taking a byte per 100 ms kept the server under 5.1 MB; unknown user, disabled account and wrong password gave the same reply after the same delay; after a login under TLS no process running as the account had the key anywhere in its memory.",
     );
-    let extra = section("EXAMPLES", examples)
-        + section(
+    let extra = section("TLS", &tls)
+        + &section("PROCESS MODEL", &process)
+        + &section("EXAMPLES", &examples)
+        + &section(
             "ENVIRONMENT",
             &tagged(&[
                 (
                     "INTRANET".into(),
-                    "Non-empty: USER/PASS is allowed when plaintext = intranet.".into(),
+                    "Non-empty: USER/PASS is allowed when plaintext = intranet (under TLS it is allowed without it).".into(),
                 ),
                 (
-                    "TCPREMOTEIP".into(),
-                    "The client's address (from tcpserver), logged; without it, the peer of the socket on standard input.".into(),
+                    "TCPREMOTEIP, REMOTE_ADDR".into(),
+                    "The client's address (from tcpserver), logged; without either, the peer of the socket on standard input.".into(),
                 ),
                 (
                     "TCPLOCALHOST".into(),
@@ -195,7 +318,7 @@ backend ipop3d\n\
                 ),
             ]),
         )
-        .as_str()
+        + &section("FILES", &files)
         + &exit_statuses(crate::server::ipop3d::EXIT_STATUSES)
         + &section("SECURITY", &security)
         + &section("SEE ALSO", &see_also("ipop3d"));
