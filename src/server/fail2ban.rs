@@ -5,7 +5,9 @@
 //! method or reason) and every session that ended on a bound before login
 //! (`result=too-many-commands`, `result=login-timeout`), behind any syslog or journal prefix
 //! and an optional splogger timestamp. It never matches outages (`result=unavailable`: the
-//! server's trouble, not the client's), successful logins, or ordinary ends.
+//! server's trouble, not the client's), a right password whose mailbox could not be opened
+//! (`result=fail mailbox=...`, such as a second client while the first holds the lock),
+//! successful logins, or ordinary ends.
 
 /// The filter file, for `/etc/fail2ban/filter.d/ipop3d.conf`.
 pub const FILTER: &str = "\
@@ -27,7 +29,7 @@ before = common.conf
 [Definition]
 _daemon = ipop3d
 
-failregex = ^%(__prefix_line)s(?:@?[0-9a-f.]+\\s+)?ipop3d: login remote=<HOST> user=\\S* method=\\S+ result=fail\\b
+failregex = ^%(__prefix_line)s(?:@?[0-9a-f.]+\\s+)?ipop3d: login remote=<HOST> user=\\S* method=\\S+ result=fail\\b(?! mailbox=)
             ^%(__prefix_line)s(?:@?[0-9a-f.]+\\s+)?ipop3d: end remote=<HOST> user=\\S* result=(?:too-many-commands|login-timeout)\\b
 
 ignoreregex =

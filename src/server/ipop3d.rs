@@ -50,7 +50,8 @@ pub const EXIT_STATUSES: &[(u8, &str)] = &[
     (
         EXIT_SESSION_ERROR,
         "the session ended on an error: too many failed logins, mailbox unavailable, I/O error, \
-         a PROXY header refused",
+         a PROXY header refused, a TLS handshake failed, the TLS key or certificate refused, \
+         the privilege split could not be set up, --implicit-tls without root or tls_cert",
     ),
     (exit::USAGE, "bad command line"),
     (exit::CONFIG, "the configuration file is missing or wrong"),

@@ -1,7 +1,7 @@
 //! The fail2ban filter ipop3d prints (`--fail2ban-filter`), checked with Debian's
 //! `fail2ban-regex` against log lines these sessions produce, behind a syslog prefix: it
 //! matches failed logins and sessions ended on a bound before login, never successful logins,
-//! outages or ordinary ends.
+//! a right password refused [IN-USE], outages or ordinary ends.
 
 use std::process::Command;
 
@@ -27,11 +27,16 @@ fn fail2ban_filter_matches_failures_and_nothing_else() {
         pop.ok("QUIT");
         let mut pop = server.connect();
         pop.apop(alice.name(), &alice.password);
+        // The right password while the first session holds the mailbox: [IN-USE], logged
+        // `result=fail mailbox="in-use"`, which is no attack.
+        let mut second = server.connect();
+        let busy = second.err(&second.apop_line(alice.name(), &alice.password));
+        assert!(busy.contains("[IN-USE]"), "{busy}");
         pop.ok("QUIT");
         let mut pop = server.connect();
         pop.send_raw("JUNK\r\n".repeat(5).as_bytes());
         while pop.try_line().is_some() {}
-        log += &server.wait_ends(3);
+        log += &server.wait_ends(4);
     }
     {
         // An outage: the disable list cannot be read.
@@ -48,13 +53,21 @@ fn fail2ban_filter_matches_failures_and_nothing_else() {
     let want = lines
         .iter()
         .filter(|l| {
-            (l.starts_with("ipop3d: login ") && l.contains(" result=fail "))
+            (l.starts_with("ipop3d: login ")
+                && l.contains(" result=fail ")
+                && !l.contains(" result=fail mailbox="))
                 || l.contains(" result=too-many-commands ")
         })
         .count();
     assert!(want >= 3, "{log}");
     assert!(
         lines.iter().any(|l| l.contains("result=unavailable")),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("result=fail mailbox=\"in-use\"")),
         "{log}"
     );
 

@@ -195,7 +195,10 @@ impl<A: Authenticator> Session<'_, A> {
                 self.summary.user = Some(who.clone());
                 (self.log)(
                     "login",
-                    &format!("user={who} method={method} result=fail mailbox={reason:?}"),
+                    &format!(
+                        "user={who} method={method} result=fail mailbox={reason:?}{}",
+                        self.settings.tls_field()
+                    ),
                 );
                 out.send(&Response::MailboxUnavailable)?;
                 return Ok(Flow::Stop(End::Mailbox));
@@ -228,7 +231,10 @@ impl<A: Authenticator> Session<'_, A> {
                 };
                 (self.log)(
                     "login",
-                    &format!("user={who} method={method} result=fail mailbox={reason:?}"),
+                    &format!(
+                        "user={who} method={method} result=fail mailbox={reason:?}{}",
+                        self.settings.tls_field()
+                    ),
                 );
                 out.send(&reply)?;
                 Ok(Flow::Stop(End::Mailbox))
