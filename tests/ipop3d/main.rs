@@ -30,3 +30,4 @@ mod session;
 mod split;
 mod tcpserver;
 mod tls;
+mod tls_clients;
