@@ -6,7 +6,7 @@
 //! runs (min–max), the ratio ipop3d/Dovecot and whether ipop3d meets its target. It installs
 //! nothing: a missing tool is named with its Debian package and the bench exits non-zero.
 //!
-//! Scenarios (BENCH_ONLY=a,b,c,d,e picks some; d needs a or c and is added with them):
+//! Scenarios (BENCH_ONLY=a,b,c,d,e,t picks some; d needs a or c and is added with them):
 //! - a: APOP login + STAT + LIST + UIDL + QUIT on 100,000 messages: first session on a fresh
 //!   copy with the messages in cur/, the second session on that copy, and a first session on
 //!   a fresh copy with the messages in new/ (as qmail delivers them); also one such session on
@@ -18,8 +18,20 @@
 //! - d: peak RSS (VmHWM) of the process serving the session (tcpserver's ipop3d child,
 //!   Dovecot's `pop3` process), read just before QUIT, in a and c; also its RssAnon then
 //!   (VmHWM counts the shared library pages too, the same in every process).
+//!   Also the peak RSS summed over every process serving the connection (ipop3d's front has
+//!   exited after a plain login; Dovecot's pop3-login too), for the 1k session and RETR.
 //! - e: wall time and peak RSS (wait4) of `apoppasswd --batch` setting 10,000 accounts' secrets
 //!   (fresh homes each run; root only). Run first, while the bench process is small.
+//! - t: TLS (root only), each server with one throwaway CA and ECDSA P-256 leaf made here with
+//!   rcgen: ipop3d `--implicit-tls` and ipop3d offering STLS, each under its own `tcpserver
+//!   -D`, with `plaintext = tls`; Dovecot as a second private instance with `ssl = required`,
+//!   a pop3s listener and STLS on its pop3 listener. A rustls client (ring, resumption off:
+//!   a full handshake every session) connects from 127.0.0.2, as Dovecot counts 127.0.0.1 to
+//!   127.0.0.1 as secured. Sessions per second as b (APOP and USER/PASS over implicit TLS,
+//!   c=1 and 8; STLS then APOP, c=1), the 1k session and RETR of the 50 MB message over
+//!   implicit TLS (with the client's CPU from getrusage), and the peak RSS summed over every
+//!   process serving the connection: ipop3d's back (tcpserver's child) and its front (the
+//!   back's child, the TLS relay), Dovecot's pop3 and the pop3-login holding the TLS socket.
 //!
 //! Before each timed first session and before (e) the bench calls sync(), so a server's first
 //! fsync does not pay for the bench's own set-up writes. Message files are hard links to the
@@ -46,12 +58,15 @@ mod stats;
 use std::collections::BTreeSet;
 use std::env;
 use std::fs;
-use std::io::Write;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -92,8 +107,22 @@ const ROWS: &[Row] = &[
     row("d_anon_first_new", "(d) RssAnon before QUIT, 100k msgs in new/, first session", "MB", Lower, Target::None, false),
     row("d_anon_small", "(d) RssAnon before QUIT, 1k msgs session", "MB", Lower, Target::None, false),
     row("d_anon_retr", "(d) RssAnon before QUIT, RETR 50 MB", "MB", Lower, Target::None, false),
+    row("d_all_small", "(d) peak RSS, all processes serving the connection, 1k msgs session", "MB", Lower, RatioAtMost(0.5), false),
+    row("d_all_retr", "(d) peak RSS, all processes serving the connection, RETR 50 MB", "MB", Lower, RatioAtMost(0.5), false),
     row("e_wall", "(e) apoppasswd --batch, 10k accounts, wall", "s", Lower, Below(2.0), true),
     row("e_rss", "(e) apoppasswd --batch, 10k accounts, peak RSS", "MB", Lower, Target::None, false),
+    row("t_apop_1", "(t) implicit TLS: handshake+APOP+STAT+QUIT, c=1", "sessions/s", Higher, RatioAtLeast(2.0), true),
+    row("t_apop_8", "(t) implicit TLS: handshake+APOP+STAT+QUIT, c=8", "sessions/s", Higher, RatioAtLeast(2.0), true),
+    row("t_plain_1", "(t) implicit TLS: handshake+USER/PASS+STAT+QUIT, c=1", "sessions/s", Higher, Target::None, true),
+    row("t_plain_8", "(t) implicit TLS: handshake+USER/PASS+STAT+QUIT, c=8", "sessions/s", Higher, Target::None, true),
+    row("t_stls_1", "(t) STLS: greeting+STLS+handshake+APOP+STAT+QUIT, c=1", "sessions/s", Higher, RatioAtLeast(2.0), true),
+    row("t_small", "(t) implicit TLS: 1k msgs, login+STAT+LIST+UIDL+QUIT", "ms", Lower, Target::None, true),
+    row("t_retr", "(t) implicit TLS: RETR of one 50 MB message", "MB/s", Higher, RatioAtLeast(1.5), true),
+    row("t_retr_client", "(t) the client's CPU during that RETR (getrusage)", "% of a core", Lower, Target::None, false),
+    row("t_rss_small", "(t) peak RSS, all processes serving the connection, 1k msgs session under TLS", "MB", Lower, RatioAtMost(0.5), false),
+    row("t_rss_retr", "(t) peak RSS, all processes serving the connection, RETR 50 MB under TLS", "MB", Lower, RatioAtMost(0.5), false),
+    row("t_anon_small", "(t) RssAnon before QUIT, all processes, 1k msgs session under TLS", "MB", Lower, Target::None, false),
+    row("t_anon_retr", "(t) RssAnon before QUIT, all processes, RETR 50 MB under TLS", "MB", Lower, Target::None, false),
 ];
 
 const fn row(
@@ -150,11 +179,11 @@ impl Knobs {
                 .map(|s| s.trim())
                 .filter(|s| !s.is_empty())
                 .map(|s| match s {
-                    "a" | "b" | "c" | "d" | "e" => Ok(s.chars().next().unwrap_or('a')),
-                    _ => bail!("BENCH_ONLY takes a,b,c,d,e, not {s:?}"),
+                    "a" | "b" | "c" | "d" | "e" | "t" => Ok(s.chars().next().unwrap_or('a')),
+                    _ => bail!("BENCH_ONLY takes a,b,c,d,e,t, not {s:?}"),
                 })
                 .collect::<Result<_>>()?,
-            None => "abcde".chars().collect(),
+            None => "abcdet".chars().collect(),
         };
         if only.contains(&'d') && !only.contains(&'a') && !only.contains(&'c') {
             only.insert('a');
@@ -281,6 +310,8 @@ struct Site {
     column: usize,
     dir: PathBuf,
     server: Option<Server>,
+    /// The TLS listeners of (t), when it runs.
+    tls: Option<TlsServer>,
 }
 
 impl Site {
@@ -302,6 +333,8 @@ struct World {
     big_user: User,
     small_users: Vec<User>,
     single_user: User,
+    /// The certificate, key and client configuration of (t), when it runs.
+    tls: Option<TlsKit>,
     results: Results,
 }
 
@@ -319,7 +352,7 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode> {
     // The client's RETR check relies on this transformation; make sure it is right.
     assert_eq!(data::wire_form(b"a\n.\n..b\n"), b"a\r\n..\r\n...b\r\n.\r\n");
-    let knobs = Knobs::from_env()?;
+    let mut knobs = Knobs::from_env()?;
     let tcpserver = system_tool(&["tcpserver"], "ucspi-tcp")?;
     let dovecot = system_tool(&["/usr/sbin/dovecot", "dovecot"], "dovecot-pop3d")?;
     if !Path::new("/usr/lib/dovecot/pop3").exists() {
@@ -371,6 +404,18 @@ fn run() -> Result<ExitCode> {
         }
     );
 
+    if knobs.wants('t') && !root {
+        let msg = "(t) skipped: ipop3d's TLS (its front holds the key) and Dovecot need root; \
+                   run the bench as root";
+        eprintln!("bench: {msg}");
+        skipped.push(msg.to_string());
+        knobs.only.remove(&'t');
+    }
+    let tls = if knobs.wants('t') {
+        Some(make_tls(&work.join("tls"))?)
+    } else {
+        None
+    };
     let mut w = World {
         big: None,
         small: None,
@@ -378,6 +423,7 @@ fn run() -> Result<ExitCode> {
         big_user: User::new("box100k"),
         small_users: (1..=8).map(|i| User::new(&format!("box1k{i}"))).collect(),
         single_user: User::new("bigmsg"),
+        tls,
         results: Results::default(),
         knobs,
         work,
@@ -407,7 +453,7 @@ fn run() -> Result<ExitCode> {
             owner,
         )?);
     }
-    if w.knobs.wants('a') || w.knobs.wants('b') {
+    if w.knobs.wants('a') || w.knobs.wants('b') || w.knobs.wants('t') {
         w.small = Some(data::ensure(
             &w.knobs.data_dir,
             data::Kind::Mixed {
@@ -417,7 +463,7 @@ fn run() -> Result<ExitCode> {
             owner,
         )?);
     }
-    if w.knobs.wants('c') {
+    if w.knobs.wants('c') || w.knobs.wants('t') {
         let set = data::ensure(
             &w.knobs.data_dir,
             data::Kind::Single {
@@ -437,6 +483,7 @@ fn run() -> Result<ExitCode> {
             column: IPOP3D,
             dir: w.work.join("ipop3d"),
             server: None,
+            tls: None,
         });
     }
     if !w.knobs.servers.contains("dovecot") {
@@ -445,6 +492,7 @@ fn run() -> Result<ExitCode> {
             column: DOVECOT,
             dir: w.work.join("dovecot"),
             server: None,
+            tls: None,
         });
     } else {
         let msg = "Dovecot needs root (its master starts services as other users): skipped; \
@@ -457,13 +505,18 @@ fn run() -> Result<ExitCode> {
             column: IPOP3D_NO_D,
             dir: w.work.join("ipop3d-no-D"),
             server: None,
+            tls: None,
         });
     }
-    let any_server = ['a', 'b', 'c'].iter().any(|s| w.knobs.wants(*s));
+    let any_server = ['a', 'b', 'c', 't'].iter().any(|s| w.knobs.wants(*s));
     if any_server {
         for site in &mut sites {
             setup_site(&w, site, &tcpserver, &ipop3d, &dovecot)?;
             warm_up(&w, site)?;
+            if let Some(tls) = &site.tls {
+                let note = tls_warm_up(&w, tls)?;
+                w.results.notes.push(note);
+            }
         }
     }
 
@@ -581,7 +634,7 @@ fn setup_site(
         std::os::unix::fs::chown(&home, Some(uid), Some(gid))?;
     }
     if let Some(small) = &w.small {
-        if w.knobs.wants('a') || w.knobs.wants('b') {
+        if w.knobs.wants('a') || w.knobs.wants('b') || w.knobs.wants('t') {
             for u in &w.small_users {
                 data::install(small, &site.home(u), w.owner, w.knobs.fill, Place::Cur)?;
             }
@@ -613,32 +666,13 @@ fn setup_site(
         std::os::unix::fs::chown(&passwd, Some(0), Some(group.gid.as_raw()))?;
         let port = servers::free_port()?;
         let conf = site.dir.join("dovecot.conf");
-        let fast = if w.knobs.dovecot_fast {
-            "  service_count = 0\n  process_min_avail = 2\n"
-        } else {
-            ""
-        };
-        let d = site.dir.display();
-        let text = format!(
-            "# Written by the apoptools benchmark (benches/pop3.rs).\n\
-             instance_name = apoptools-bench-{pid}\n\
-             base_dir = {d}/run\n\
-             state_dir = {d}/state\n\
-             log_path = {d}/dovecot.log\n\
-             protocols = pop3\n\
-             listen = 127.0.0.1\n\
-             ssl = no\n\
-             disable_plaintext_auth = no\n\
-             auth_mechanisms = plain apop\n\
-             passdb {{\n  driver = passwd-file\n  args = {pw}\n}}\n\
-             userdb {{\n  driver = passwd-file\n  args = {pw}\n}}\n\
-             mail_location = maildir:~/Maildir\n\
-             pop3_lock_session = yes\n\
-             first_valid_uid = {uid}\n\
-             mail_max_userip_connections = 100\n\
-             service pop3-login {{\n  inet_listener pop3 {{\n    port = {port}\n  }}\n{fast}}}\n",
-            pid = std::process::id(),
-            pw = passwd.display(),
+        let text = dovecot_conf(
+            w,
+            &site.dir,
+            &passwd,
+            "",
+            "ssl = no\ndisable_plaintext_auth = no\n",
+            &format!("  inet_listener pop3 {{\n    port = {port}\n  }}\n"),
         );
         data::write_file(&conf, text.as_bytes(), 0o644)?;
         site.server = Some(Server::dovecot(
@@ -647,6 +681,40 @@ fn setup_site(
             port,
             &site.dir.join("dovecot.stderr"),
         )?);
+        if let Some(kit) = &w.tls {
+            // A second instance on the same accounts and Maildirs, so the plain rows keep a
+            // Dovecot without TLS loaded.
+            let dir = site.dir.join("tls");
+            data::mkdir_public(&dir)?;
+            let (implicit, stls) = (servers::free_port()?, servers::free_port()?);
+            let text = dovecot_conf(
+                w,
+                &dir,
+                &passwd,
+                "-tls",
+                &format!(
+                    "ssl = required\nssl_cert = <{}\nssl_key = <{}\ndisable_plaintext_auth = yes\n",
+                    kit.cert.display(),
+                    kit.key.display()
+                ),
+                &format!(
+                    "  inet_listener pop3 {{\n    port = {stls}\n  }}\n  \
+                     inet_listener pop3s {{\n    port = {implicit}\n    ssl = yes\n  }}\n"
+                ),
+            );
+            let conf = dir.join("dovecot.conf");
+            data::write_file(&conf, text.as_bytes(), 0o644)?;
+            let mut cmd = Command::new(dovecot);
+            cmd.arg("-F").arg("-c").arg(&conf);
+            site.tls = Some(TlsServer::start(
+                "Dovecot (TLS)",
+                vec![(cmd, dir.join("dovecot.stderr"))],
+                vec![dir.join("dovecot.log")],
+                (implicit, stls),
+                "pop3",
+                kit,
+            )?);
+        }
     } else {
         let passwd = site.dir.join("passwd");
         let mut text = String::new();
@@ -663,17 +731,18 @@ fn setup_site(
         let empty = site.dir.join("empty");
         std::fs::create_dir_all(&empty)?;
         std::fs::set_permissions(&empty, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let text = format!(
+        let common = format!(
             "# Written by the apoptools benchmark (benches/pop3.rs).\n\
              passwd_file = {}\n\
              disabled_file = {}\n\
              login_chroot = {}\n\
-             plaintext = always\n\
-             hostname = localhost\n",
+             scram_salt_key = {}\n",
             passwd.display(),
             site.dir.join("disabled").display(),
-            empty.display()
+            empty.display(),
+            site.dir.join("scram-salt-key").display()
         );
+        let text = format!("{common}plaintext = always\nhostname = localhost\n");
         data::write_file(&conf, text.as_bytes(), 0o644)?;
         let accounts = apoptools::testing::accounts::Accounts::open(Some(&passwd))?;
         for u in &users {
@@ -700,8 +769,79 @@ fn setup_site(
             nodelay,
             &site.dir.join("tcpserver.log"),
         )?);
+        if let (Some(kit), IPOP3D) = (&w.tls, site.column) {
+            // USER/PASS only under TLS, as Dovecot's ssl = required.
+            let conf = site.dir.join("apoptools-tls.conf");
+            let text = format!(
+                "{common}plaintext = tls\nhostname = localhost\ntls_cert = {}\ntls_key = {}\n",
+                kit.cert.display(),
+                kit.key.display()
+            );
+            data::write_file(&conf, text.as_bytes(), 0o644)?;
+            let (implicit, stls) = (servers::free_port()?, servers::free_port()?);
+            let listener = |port: u16, implicit: bool| {
+                let mut cmd = Command::new(tcpserver);
+                cmd.args(["-D", "-H", "-R", "-l", "localhost", "-c100", "127.0.0.1"])
+                    .arg(port.to_string())
+                    .arg(ipop3d);
+                if implicit {
+                    cmd.arg("--implicit-tls");
+                }
+                cmd.arg("--config").arg(&conf);
+                cmd
+            };
+            site.tls = Some(TlsServer::start(
+                "ipop3d (TLS)",
+                vec![
+                    (listener(implicit, true), site.dir.join("tcpserver-tls.log")),
+                    (listener(stls, false), site.dir.join("tcpserver-stls.log")),
+                ],
+                Vec::new(),
+                (implicit, stls),
+                "ipop3d",
+                kit,
+            )?);
+        }
     }
     Ok(())
+}
+
+/// A private Dovecot instance's configuration: `suffix` tells the instances apart, `ssl` holds
+/// the TLS settings and `listeners` the pop3-login service's listeners.
+fn dovecot_conf(
+    w: &World,
+    dir: &Path,
+    passwd: &Path,
+    suffix: &str,
+    ssl: &str,
+    listeners: &str,
+) -> String {
+    let fast = if w.knobs.dovecot_fast {
+        "  service_count = 0\n  process_min_avail = 2\n"
+    } else {
+        ""
+    };
+    let (uid, d) = (w.owner.0, dir.display());
+    format!(
+        "# Written by the apoptools benchmark (benches/pop3.rs).\n\
+         instance_name = apoptools-bench-{pid}{suffix}\n\
+         base_dir = {d}/run\n\
+         state_dir = {d}/state\n\
+         log_path = {d}/dovecot.log\n\
+         protocols = pop3\n\
+         listen = 127.0.0.1\n\
+         {ssl}\
+         auth_mechanisms = plain apop\n\
+         passdb {{\n  driver = passwd-file\n  args = {pw}\n}}\n\
+         userdb {{\n  driver = passwd-file\n  args = {pw}\n}}\n\
+         mail_location = maildir:~/Maildir\n\
+         pop3_lock_session = yes\n\
+         first_valid_uid = {uid}\n\
+         mail_max_userip_connections = 100\n\
+         service pop3-login {{\n{listeners}{fast}}}\n",
+        pid = std::process::id(),
+        pw = passwd.display(),
+    )
 }
 
 fn server(site: &Site) -> &Server {
@@ -738,6 +878,37 @@ fn warm_up(w: &World, site: &Site) -> Result<()> {
     Ok(())
 }
 
+/// One APOP session per mailbox over implicit TLS, so the TLS instance has seen each, then one
+/// STLS session and one USER/PASS login; a note naming what the handshake settled on.
+fn tls_warm_up(w: &World, tls: &TlsServer) -> Result<String> {
+    let mut users: Vec<&User> = w.small_users.iter().collect();
+    users.push(&w.single_user);
+    let u0 = users[0];
+    let mut logins: Vec<(&User, Via, bool)> =
+        users.iter().map(|u| (*u, Via::Implicit, true)).collect();
+    logins.push((u0, Via::Stls, true));
+    logins.push((u0, Via::Implicit, false));
+    let mut negotiated = String::new();
+    for (u, via, apop) in logins {
+        let what = format!("warm-up login of {} on {} ({via:?})", u.name, tls.label);
+        let mut c = tls.connect(via).with_context(|| what.clone())?;
+        negotiated = c.negotiated();
+        if apop {
+            c.login_apop(&u.name, &u.secret)
+        } else {
+            c.login_user(&u.name, &u.secret)
+        }
+        .with_context(|| what.clone())
+        .with_context(|| tls.tail())?;
+        c.stat()?;
+        c.quit().with_context(|| what.clone())?;
+    }
+    Ok(format!(
+        "(t) {}: {negotiated}, a full handshake every session",
+        tls.label
+    ))
+}
+
 fn measure_site(w: &mut World, site: &Site) -> Result<()> {
     let col = site.column;
     if w.knobs.wants('a') {
@@ -770,6 +941,9 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
                 w.results.add(anon_key, col, anon as f64 / 1024.0);
             }
         }
+        if let Some((hwm, _)) = small.all_kib {
+            w.results.add("d_all_small", col, hwm as f64 / 1024.0);
+        }
         eprintln!(
             "bench:   {}: big Maildir: first in new/ {:.0} ms, first {:.0} ms, second {:.0} ms; small: {:.1} ms",
             stats::SERVERS[col],
@@ -792,21 +966,7 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
                 apop,
                 Duration::from_secs_f64(w.knobs.seconds),
             )?;
-            w.results.add(key, col, r.rate);
-            w.results.add_cpu(key, col, r.client_cpu, r.wall);
-            eprintln!(
-                "bench:   {}: {key} {:.1} sessions/s",
-                stats::SERVERS[col],
-                r.rate
-            );
-            if r.errors > 0 {
-                w.results.notes.push(format!(
-                    "{} {key}: {} failed sessions (first: {})",
-                    stats::SERVERS[col],
-                    r.errors,
-                    r.first_error
-                ));
-            }
+            add_rate(w, key, col, &r);
         }
     }
     if w.knobs.wants('c') {
@@ -819,38 +979,168 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
             w.results.add("d_rss_retr", col, hwm as f64 / 1024.0);
             w.results.add("d_anon_retr", col, anon as f64 / 1024.0);
         }
+        if let Some((hwm, _)) = s.all_kib {
+            w.results.add("d_all_retr", col, hwm as f64 / 1024.0);
+            note_once(
+                w,
+                format!(
+                    "(d) {}: the processes summed for a plain connection: {}",
+                    stats::SERVERS[col],
+                    s.procs.join(" + ")
+                ),
+            );
+        }
         eprintln!("bench:   {}: RETR {mbps:.0} MB/s", stats::SERVERS[col]);
     }
+    if let (true, Some(tls)) = (w.knobs.wants('t'), &site.tls) {
+        measure_tls(w, col, tls)?;
+    }
     Ok(())
+}
+
+/// (t): the TLS rows of one server.
+fn measure_tls(w: &mut World, col: usize, tls: &TlsServer) -> Result<()> {
+    for (key, via, apop, clients) in [
+        ("t_apop_1", Via::Implicit, true, 1),
+        ("t_apop_8", Via::Implicit, true, 8),
+        ("t_plain_1", Via::Implicit, false, 1),
+        ("t_plain_8", Via::Implicit, false, 8),
+        ("t_stls_1", Via::Stls, true, 1),
+    ] {
+        let r = session_rate(
+            &Tls(tls, via),
+            &w.small_users[..clients],
+            apop,
+            Duration::from_secs_f64(w.knobs.seconds),
+        )?;
+        add_rate(w, key, col, &r);
+    }
+    let implicit = Tls(tls, Via::Implicit);
+    let small = list_session(&implicit, &w.small_users[0], w.small.as_ref().unwrap())?;
+    w.results
+        .add("t_small", col, small.wall.as_secs_f64() * 1e3);
+    w.results
+        .add_cpu("t_small", col, small.client_cpu, small.wall);
+    let (set, wire) = w.single.as_ref().expect("set generated");
+    let retr = retr_session(&implicit, &w.single_user, set, wire)?;
+    let mbps = set.entries[0].size as f64 / retr.wall.as_secs_f64() / 1e6;
+    w.results.add("t_retr", col, mbps);
+    w.results.add_cpu("t_retr", col, retr.client_cpu, retr.wall);
+    let share = retr.client_rusage.as_secs_f64() / retr.wall.as_secs_f64();
+    w.results.add("t_retr_client", col, share * 100.0);
+    for (rss_key, anon_key, s) in [
+        ("t_rss_small", "t_anon_small", &small),
+        ("t_rss_retr", "t_anon_retr", &retr),
+    ] {
+        if let Some((hwm, anon)) = s.all_kib {
+            w.results.add(rss_key, col, hwm as f64 / 1024.0);
+            w.results.add(anon_key, col, anon as f64 / 1024.0);
+        }
+    }
+    note_once(
+        w,
+        format!(
+            "(t) {}: the processes summed for a TLS connection: {}",
+            stats::SERVERS[col],
+            retr.procs.join(" + ")
+        ),
+    );
+    eprintln!(
+        "bench:   {}: TLS: 1k session {:.1} ms, RETR {mbps:.0} MB/s (client {:.0} % of a core)",
+        stats::SERVERS[col],
+        small.wall.as_secs_f64() * 1e3,
+        share * 100.0
+    );
+    Ok(())
+}
+
+/// Adds a note to the report unless an earlier run did.
+fn note_once(w: &mut World, note: String) {
+    if !w.results.notes.contains(&note) {
+        w.results.notes.push(note);
+    }
+}
+
+/// Records one sessions-per-second figure (b, t).
+fn add_rate(w: &mut World, key: &'static str, col: usize, r: &Rate) {
+    w.results.add(key, col, r.rate);
+    w.results.add_cpu(key, col, r.client_cpu, r.wall);
+    eprintln!(
+        "bench:   {}: {key} {:.1} sessions/s",
+        stats::SERVERS[col],
+        r.rate
+    );
+    if r.errors > 0 {
+        w.results.notes.push(format!(
+            "{} {key}: {} failed sessions (first: {})",
+            stats::SERVERS[col],
+            r.errors,
+            r.first_error
+        ));
+    }
 }
 
 /// What one timed session measured.
 struct Session {
     wall: Duration,
     client_cpu: Duration,
+    /// The client's user + system time (getrusage) over the same span as `client_cpu`.
+    client_rusage: Duration,
     /// (VmHWM, RssAnon) of the serving process just before QUIT.
     rss_kib: Option<(u64, u64)>,
+    /// The same, summed over every process serving the connection.
+    all_kib: Option<(u64, u64)>,
+    /// Those processes' names, main one first.
+    procs: Vec<String>,
     server_cpu: Option<f64>,
 }
 
-/// Peak RSS and CPU of the process serving the session, and how long looking took (to be
-/// taken out of the session's times).
-fn probe(server: &Server) -> (Option<(u64, u64)>, Option<f64>, Duration, Duration) {
-    let (t, c) = (Instant::now(), process_cpu());
-    let pid = server.serving_pid();
-    let rss = pid.and_then(servers::memory_kib);
-    let cpu = pid.and_then(servers::cpu_seconds);
-    (rss, cpu, t.elapsed(), process_cpu().saturating_sub(c))
+/// What [`probe`] saw of the serving processes, and how long looking took (to be taken out of
+/// the session's times).
+struct Probe {
+    rss_kib: Option<(u64, u64)>,
+    all_kib: Option<(u64, u64)>,
+    procs: Vec<String>,
+    server_cpu: Option<f64>,
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Peak RSS and CPU of the process serving the session, and the peak RSS of all of them.
+fn probe<E: Endpoint>(e: &E, c: &E::Client) -> Probe {
+    let (t, c0) = (Instant::now(), process_cpu());
+    let serving = e.serving(c);
+    let rss_kib = serving.main.and_then(servers::memory_kib);
+    let server_cpu = serving.main.and_then(servers::cpu_seconds);
+    let mut all_kib = None;
+    let mut procs = Vec::new();
+    for (pid, comm) in &serving.all {
+        if let Some((hwm, anon)) = servers::memory_kib(*pid) {
+            let (h, a) = all_kib.unwrap_or((0, 0));
+            all_kib = Some((h + hwm, a + anon));
+            procs.push(comm.clone());
+        }
+    }
+    Probe {
+        rss_kib,
+        all_kib,
+        procs,
+        server_cpu,
+        wall: t.elapsed(),
+        cpu: process_cpu().saturating_sub(c0),
+    }
 }
 
 /// APOP + STAT + LIST + UIDL + QUIT, timed from connect to the server's close; then checks
 /// what came back against the set's manifest.
-fn list_session(server: &Server, user: &User, set: &Set) -> Result<Session> {
-    let (t0, c0) = (Instant::now(), process_cpu());
-    let mut c = Pop3::connect(server.port)?;
+fn list_session<E: Endpoint>(e: &E, user: &User, set: &Set) -> Result<Session> {
+    let (t0, c0, r0) = (Instant::now(), process_cpu(), rusage_cpu());
+    let mut c = e
+        .connect()
+        .with_context(|| format!("connecting to {}", e.label()))?;
     c.login_apop(&user.name, &user.secret)
-        .with_context(|| format!("login of {} on {}", user.name, server.label))
-        .with_context(|| server.log_tail())?;
+        .with_context(|| format!("login of {} on {}", user.name, e.label()))
+        .with_context(|| e.tail())?;
     let (n, octets) = c.stat()?;
     let mut sizes = Vec::with_capacity(set.entries.len());
     let mut list_bad = 0usize;
@@ -877,16 +1167,17 @@ fn list_session(server: &Server, user: &User, set: &Set) -> Result<Session> {
         }
         None => uid_bad += 1,
     })?;
-    let (rss_kib, server_cpu, probe_wall, probe_cpu) = probe(server);
-    c.quit()?;
-    let wall = t0.elapsed().saturating_sub(probe_wall);
-    let client_cpu = process_cpu().saturating_sub(c0).saturating_sub(probe_cpu);
+    let p = probe(e, &c);
+    c.quit().with_context(|| format!("QUIT on {}", e.label()))?;
+    let wall = t0.elapsed().saturating_sub(p.wall);
+    let client_cpu = process_cpu().saturating_sub(c0).saturating_sub(p.cpu);
+    let client_rusage = rusage_cpu().saturating_sub(r0).saturating_sub(p.cpu);
 
     let want_n = set.entries.len() as u64;
     if n != want_n || octets != set.total_wire() {
         bail!(
             "{}: STAT says {n} {octets}, the Maildir has {want_n} messages of {} octets (CRLF)",
-            server.label,
+            e.label(),
             set.total_wire()
         );
     }
@@ -896,7 +1187,7 @@ fn list_session(server: &Server, user: &User, set: &Set) -> Result<Session> {
     if list_bad > 0 || sizes != want {
         bail!(
             "{}: LIST sizes differ from the files' CRLF sizes ({list_bad} bad lines)",
-            server.label
+            e.label()
         );
     }
     uids.sort_unstable();
@@ -904,15 +1195,18 @@ fn list_session(server: &Server, user: &User, set: &Set) -> Result<Session> {
     if uid_bad > 0 || uids.len() as u64 != want_n {
         bail!(
             "{}: UIDL gave {} distinct valid ids for {want_n} messages ({uid_bad} bad)",
-            server.label,
+            e.label(),
             uids.len()
         );
     }
     Ok(Session {
         wall,
         client_cpu,
-        rss_kib,
-        server_cpu,
+        client_rusage,
+        rss_kib: p.rss_kib,
+        all_kib: p.all_kib,
+        procs: p.procs,
+        server_cpu: p.server_cpu,
     })
 }
 
@@ -923,30 +1217,53 @@ fn fnv64(bytes: &[u8]) -> u64 {
 }
 
 /// APOP + STAT + RETR 1 + QUIT; times RETR alone (command sent to last octet checked).
-fn retr_session(server: &Server, user: &User, set: &Set, wire: &[u8]) -> Result<Session> {
-    let mut c = Pop3::connect(server.port)?;
+fn retr_session<E: Endpoint>(e: &E, user: &User, set: &Set, wire: &[u8]) -> Result<Session> {
+    let mut c = e
+        .connect()
+        .with_context(|| format!("connecting to {}", e.label()))?;
     c.login_apop(&user.name, &user.secret)
-        .with_context(|| format!("login of {} on {}", user.name, server.label))?;
+        .with_context(|| format!("login of {} on {}", user.name, e.label()))?;
     let (n, octets) = c.stat()?;
     if n != 1 || octets != set.entries[0].wire_size {
         bail!(
             "{}: STAT says {n} {octets}, expected 1 {}",
-            server.label,
+            e.label(),
             set.entries[0].wire_size
         );
     }
-    let (t0, c0) = (Instant::now(), process_cpu());
+    let (t0, c0, r0) = (Instant::now(), process_cpu(), rusage_cpu());
     c.retr_expect(1, wire)
-        .with_context(|| format!("RETR from {}", server.label))?;
-    let (wall, client_cpu) = (t0.elapsed(), process_cpu().saturating_sub(c0));
-    let (rss_kib, server_cpu, _, _) = probe(server);
-    c.quit()?;
+        .with_context(|| format!("RETR from {}", e.label()))
+        .with_context(|| e.tail())?;
+    let (wall, client_cpu, client_rusage) = (
+        t0.elapsed(),
+        process_cpu().saturating_sub(c0),
+        rusage_cpu().saturating_sub(r0),
+    );
+    let p = probe(e, &c);
+    c.quit().with_context(|| format!("QUIT on {}", e.label()))?;
     Ok(Session {
         wall,
         client_cpu,
-        rss_kib,
-        server_cpu,
+        client_rusage,
+        rss_kib: p.rss_kib,
+        all_kib: p.all_kib,
+        procs: p.procs,
+        server_cpu: p.server_cpu,
     })
+}
+
+/// User + system CPU time of this process so far, from getrusage(RUSAGE_SELF).
+fn rusage_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000)
+            };
+            t(u.user_time()) + t(u.system_time())
+        })
+        .unwrap_or_default()
 }
 
 struct Rate {
@@ -959,15 +1276,19 @@ struct Rate {
 
 /// `users.len()` clients, each on its own mailbox, run connect + login + STAT + QUIT sessions
 /// back to back for `duration`; the rate counts sessions that completed without error.
-fn session_rate(server: &Server, users: &[User], apop: bool, duration: Duration) -> Result<Rate> {
+fn session_rate<E: Endpoint>(
+    e: &E,
+    users: &[User],
+    apop: bool,
+    duration: Duration,
+) -> Result<Rate> {
     let done = AtomicU64::new(0);
     let errors = AtomicU64::new(0);
     let first_error = Mutex::new(String::new());
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(users.len() + 1);
-    let port = server.port;
-    let one = |u: &User| -> std::io::Result<()> {
-        let mut c = Pop3::connect(port)?;
+    let one = |u: &User| -> io::Result<()> {
+        let mut c = e.connect()?;
         if apop {
             c.login_apop(&u.name, &u.secret)?;
         } else {
@@ -1174,25 +1495,664 @@ fn header(w: &World) -> String {
             b.total_size() as f64 / 1e6,
         ));
     }
+    // Which scenarios a data set serves, for its line.
+    let used_by = |letters: &[char]| {
+        let v: Vec<String> = letters
+            .iter()
+            .filter(|l| w.knobs.wants(**l))
+            .map(char::to_string)
+            .collect();
+        v.join(", ")
+    };
     if let Some(s) = &w.small {
         h.push_str(&format!(
-            "(b) Maildir: {} messages, {:.1} MB, one copy per client.\n",
+            "({}) Maildir: {} messages, {:.1} MB, one copy per client.\n",
+            used_by(&['a', 'b', 't']),
             s.entries.len(),
             s.total_size() as f64 / 1e6
         ));
     }
     if let Some((s, _)) = &w.single {
         h.push_str(&format!(
-            "(c) one message of {} octets ({:.0} MB).\n",
+            "({}) one message of {} octets ({:.0} MB).\n",
+            used_by(&['c', 't']),
             s.entries[0].size,
             s.entries[0].size as f64 / 1e6
         ));
     }
-    if w.knobs.wants('b') {
+    if w.knobs.wants('b') || w.knobs.wants('t') {
         h.push_str(&format!(
-            "(b) each figure is {} s of back-to-back sessions.\n",
+            "(b, t) each sessions/s figure is {} s of back-to-back sessions.\n",
             w.knobs.seconds
         ));
     }
+    if w.tls.is_some() {
+        h.push_str(
+            "(t) TLS: one throwaway CA and ECDSA P-256 leaf for localhost (rcgen), the same \
+             certificate and key files for both servers. ipop3d: `ipop3d --implicit-tls` and \
+             `ipop3d` offering STLS, each under its own `tcpserver -D`, `plaintext = tls`; \
+             Dovecot: a second private instance, `ssl = required` (a pop3s listener, STLS on \
+             its pop3 listener). Client: rustls (ring), session resumption off (a full \
+             handshake every session), connecting from 127.0.0.2. The (t) and \"all \
+             processes\" memory rows sum VmHWM (RssAnon) over every process serving the \
+             connection, shared library pages counted in each.\n",
+        );
+    }
     h
+}
+
+// (t)'s TLS and the endpoints: how a scenario reaches a server, plain or under TLS.
+
+/// The TLS material of (t): one throwaway CA and an ECDSA P-256 leaf for `localhost` (rcgen),
+/// the same chain and key files for both servers, and the client configuration trusting that
+/// CA, with session resumption off so that every session is a full handshake.
+struct TlsKit {
+    cert: PathBuf,
+    key: PathBuf,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn make_tls(dir: &Path) -> Result<TlsKit> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    data::mkdir_public(dir)?;
+    let p256 = &rcgen::PKCS_ECDSA_P256_SHA256;
+    let ca_key = KeyPair::generate_for(p256)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "apoptools bench CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = KeyPair::generate_for(p256)?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = params.signed_by(&key, &ca, &ca_key)?;
+    let kit_cert = dir.join("cert.pem");
+    let kit_key = dir.join("key.pem");
+    data::write_file(&kit_cert, leaf.pem().as_bytes(), 0o644)?;
+    // ipop3d wants the key owned by root (the bench is) with no permission for others.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&kit_key)
+        .and_then(|mut f| f.write_all(key.serialize_pem().as_bytes()))
+        .with_context(|| format!("writing {}", kit_key.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.resumption = rustls::client::Resumption::disabled();
+    Ok(TlsKit {
+        cert: kit_cert,
+        key: kit_key,
+        client: Arc::new(client),
+    })
+}
+
+/// How a (t) session starts TLS: at once (port 995's mode) or with STLS after the greeting.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Via {
+    Implicit,
+    Stls,
+}
+
+/// A site's TLS listeners on 127.0.0.1, implicit TLS and STLS on a plain port: ipop3d's two
+/// tcpservers (`ipop3d --implicit-tls`, `ipop3d`) or the master of Dovecot's TLS instance.
+/// Its `Drop` stops them as [`Server`]'s does.
+struct TlsServer {
+    label: &'static str,
+    implicit: u16,
+    stls: u16,
+    listeners: Vec<Child>,
+    /// The comm of the process tcpserver or Dovecot's master starts for a session.
+    serving_comm: &'static str,
+    logs: Vec<PathBuf>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl TlsServer {
+    /// Starts `listeners` (each with its output file) and waits until both ports greet;
+    /// `logs` are more files to show when something fails.
+    fn start(
+        label: &'static str,
+        listeners: Vec<(Command, PathBuf)>,
+        logs: Vec<PathBuf>,
+        (implicit, stls): (u16, u16),
+        serving_comm: &'static str,
+        kit: &TlsKit,
+    ) -> Result<TlsServer> {
+        let mut server = TlsServer {
+            label,
+            implicit,
+            stls,
+            listeners: Vec::new(),
+            serving_comm,
+            logs: Vec::new(),
+            client: Arc::clone(&kit.client),
+        };
+        for (mut cmd, log) in listeners {
+            let f =
+                fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+            cmd.stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f);
+            let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+            server.listeners.push(child);
+            server.logs.push(log);
+        }
+        server.logs.extend(logs);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for via in [Via::Implicit, Via::Stls] {
+            loop {
+                match server.connect(via).and_then(Client::quit) {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() > deadline => bail!(
+                        "{} did not answer ({via:?}) on port {}: {e}; its logs say:\n{}",
+                        label,
+                        server.port(via),
+                        server.tail()
+                    ),
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    fn port(&self, via: Via) -> u16 {
+        match via {
+            Via::Implicit => self.implicit,
+            Via::Stls => self.stls,
+        }
+    }
+
+    fn connect(&self, via: Via) -> io::Result<TlsPop3> {
+        TlsPop3::connect(&self.client, self.port(via), via)
+    }
+
+    /// The last lines of each log.
+    fn tail(&self) -> String {
+        let mut out = String::new();
+        for log in &self.logs {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("== {}\n", log.display()));
+            for l in &lines[lines.len().saturating_sub(15)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The processes serving the session whose client port is `client_port`: the newest
+    /// session process a listener started (ipop3d's back, Dovecot's pop3), its descendants
+    /// (ipop3d's front), and any process under the listeners holding the connection's socket
+    /// (Dovecot's pop3-login, relaying the TLS).
+    fn serving(&self, via: Via, client_port: u16) -> Serving {
+        let procs = processes();
+        let roots: Vec<u32> = self.listeners.iter().map(Child::id).collect();
+        let main = procs
+            .iter()
+            .filter(|p| p.live && roots.contains(&p.ppid) && p.comm == self.serving_comm)
+            .max_by_key(|p| p.start)
+            .map(|p| p.pid);
+        let mut all = main.map_or_else(Vec::new, |m| tree(&procs, &[m]));
+        let inodes = socket_inodes(self.port(via), client_port);
+        for (pid, comm) in tree(&procs, &roots) {
+            if !all.iter().any(|(p, _)| *p == pid) && holds_socket(pid, &inodes) {
+                all.push((pid, comm));
+            }
+        }
+        Serving { main, all }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        for child in &self.listeners {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for child in &mut self.listeners {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// How a scenario reaches a server: new sessions, and the processes serving one.
+trait Endpoint: Sync {
+    type Client: Client;
+    fn label(&self) -> &'static str;
+    fn connect(&self) -> io::Result<Self::Client>;
+    /// The processes serving `c`, the only session in progress.
+    fn serving(&self, c: &Self::Client) -> Serving;
+    /// The end of the server's logs, for errors.
+    fn tail(&self) -> String;
+}
+
+/// The processes serving one connection: the main one (tcpserver's ipop3d child, Dovecot's
+/// pop3), and all of them with their names, the main one first.
+struct Serving {
+    main: Option<u32>,
+    all: Vec<(u32, String)>,
+}
+
+impl Endpoint for Server {
+    type Client = Pop3;
+
+    fn label(&self) -> &'static str {
+        self.label
+    }
+
+    fn connect(&self) -> io::Result<Pop3> {
+        Pop3::connect(self.port)
+    }
+
+    /// The main process and its descendants: the plain client does not expose its socket,
+    /// and after a plain login ipop3d's front and Dovecot's pop3-login are gone anyway.
+    fn serving(&self, _: &Pop3) -> Serving {
+        let main = self.serving_pid();
+        let all = main.map_or_else(Vec::new, |m| tree(&processes(), &[m]));
+        Serving { main, all }
+    }
+
+    fn tail(&self) -> String {
+        self.log_tail()
+    }
+}
+
+/// A TLS server reached one way.
+struct Tls<'a>(&'a TlsServer, Via);
+
+impl Endpoint for Tls<'_> {
+    type Client = TlsPop3;
+
+    fn label(&self) -> &'static str {
+        self.0.label
+    }
+
+    fn connect(&self) -> io::Result<TlsPop3> {
+        self.0.connect(self.1)
+    }
+
+    fn serving(&self, c: &TlsPop3) -> Serving {
+        self.0.serving(self.1, c.local_port)
+    }
+
+    fn tail(&self) -> String {
+        self.0.tail()
+    }
+}
+
+/// What the scenarios ask of a session, plain ([`Pop3`]) or under TLS ([`TlsPop3`]).
+trait Client: Sized {
+    fn login_apop(&mut self, user: &str, secret: &str) -> io::Result<()>;
+    fn login_user(&mut self, user: &str, pass: &str) -> io::Result<()>;
+    fn stat(&mut self) -> io::Result<(u64, u64)>;
+    fn multi(&mut self, cmd: &[u8], each: impl FnMut(&[u8])) -> io::Result<usize>;
+    fn retr_expect(&mut self, n: u64, expected: &[u8]) -> io::Result<u64>;
+    fn quit(self) -> io::Result<()>;
+}
+
+impl Client for Pop3 {
+    fn login_apop(&mut self, user: &str, secret: &str) -> io::Result<()> {
+        Pop3::login_apop(self, user, secret)
+    }
+    fn login_user(&mut self, user: &str, pass: &str) -> io::Result<()> {
+        Pop3::login_user(self, user, pass)
+    }
+    fn stat(&mut self) -> io::Result<(u64, u64)> {
+        Pop3::stat(self)
+    }
+    fn multi(&mut self, cmd: &[u8], each: impl FnMut(&[u8])) -> io::Result<usize> {
+        Pop3::multi(self, cmd, each)
+    }
+    fn retr_expect(&mut self, n: u64, expected: &[u8]) -> io::Result<u64> {
+        Pop3::retr_expect(self, n, expected)
+    }
+    fn quit(self) -> io::Result<()> {
+        Pop3::quit(self)
+    }
+}
+
+/// The (t) client: [`Pop3`]'s protocol and checks over rustls, from 127.0.0.2. One write per
+/// command; reads come straight from rustls's plaintext buffer.
+struct TlsPop3 {
+    stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    timestamp: Option<Vec<u8>>,
+    line: Vec<u8>,
+    local_port: u16,
+}
+
+impl TlsPop3 {
+    /// Connects to 127.0.0.1:`port`, runs the handshake (after the greeting and STLS with
+    /// [`Via::Stls`]) and reads the greeting.
+    fn connect(config: &Arc<rustls::ClientConfig>, port: u16, via: Via) -> io::Result<TlsPop3> {
+        let mut tcp = tcp_from(Ipv4Addr::new(127, 0, 0, 2), port)?;
+        let local_port = tcp.local_addr()?.port();
+        let mut timestamp = None;
+        if via == Via::Stls {
+            let mut plain = BufReader::new(&tcp);
+            let mut line = Vec::new();
+            read_status(&mut plain, &mut line)?;
+            timestamp = apop_timestamp(&line);
+            (&tcp).write_all(b"STLS\r\n")?;
+            read_status(&mut plain, &mut line)?;
+            if !plain.buffer().is_empty() {
+                return Err(client::err(format!(
+                    "{} octets after STLS's +OK, before the handshake: {:?}",
+                    plain.buffer().len(),
+                    show(plain.buffer())
+                )));
+            }
+        }
+        let name =
+            rustls::pki_types::ServerName::try_from("localhost").map_err(io::Error::other)?;
+        let mut conn =
+            rustls::ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp)?;
+        }
+        let mut c = TlsPop3 {
+            stream: rustls::StreamOwned::new(conn, tcp),
+            timestamp,
+            line: Vec::with_capacity(256),
+            local_port,
+        };
+        if via == Via::Implicit {
+            read_status(&mut c.stream, &mut c.line)?;
+            c.timestamp = apop_timestamp(&c.line);
+        }
+        Ok(c)
+    }
+
+    /// The TLS version, suite and key exchange the handshake settled on.
+    fn negotiated(&self) -> String {
+        let c = &self.stream.conn;
+        let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        format!(
+            "{}, {}, {}",
+            show(c.protocol_version().map(|v| format!("{v:?}"))),
+            show(
+                c.negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()))
+            ),
+            show(
+                c.negotiated_key_exchange_group()
+                    .map(|g| format!("{:?}", g.name()))
+            ),
+        )
+    }
+
+    fn send(&mut self, cmd: &[u8]) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(cmd.len() + 2);
+        buf.extend_from_slice(cmd);
+        buf.extend_from_slice(b"\r\n");
+        self.stream.write_all(&buf)?;
+        self.stream.flush()
+    }
+
+    /// Sends `cmd` and returns the `+OK` line's text.
+    fn simple(&mut self, cmd: &[u8]) -> io::Result<Vec<u8>> {
+        self.send(cmd)?;
+        read_status(&mut self.stream, &mut self.line)?;
+        Ok(self.line[..self.line.len() - 2].to_vec())
+    }
+}
+
+impl Client for TlsPop3 {
+    fn login_apop(&mut self, user: &str, secret: &str) -> io::Result<()> {
+        let ts = self
+            .timestamp
+            .clone()
+            .ok_or_else(|| client::err("the greeting has no APOP timestamp"))?;
+        let d = apoptools::testing::apop::digest(&ts, secret.as_bytes());
+        let mut cmd = format!("APOP {user} ").into_bytes();
+        cmd.extend_from_slice(&d);
+        self.simple(&cmd)?;
+        Ok(())
+    }
+
+    fn login_user(&mut self, user: &str, pass: &str) -> io::Result<()> {
+        self.simple(format!("USER {user}").as_bytes())?;
+        self.simple(format!("PASS {pass}").as_bytes())?;
+        Ok(())
+    }
+
+    fn stat(&mut self) -> io::Result<(u64, u64)> {
+        let l = self.simple(b"STAT")?;
+        let text = String::from_utf8_lossy(&l);
+        let mut f = text.split_ascii_whitespace().skip(1);
+        let parse = |s: Option<&str>| -> io::Result<u64> {
+            s.and_then(|s| s.parse().ok())
+                .ok_or_else(|| client::err(format!("bad STAT reply {text:?}")))
+        };
+        Ok((parse(f.next())?, parse(f.next())?))
+    }
+
+    fn multi(&mut self, cmd: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<usize> {
+        self.simple(cmd)?;
+        let mut n = 0;
+        loop {
+            read_line(&mut self.stream, &mut self.line)?;
+            let l = &self.line[..self.line.len() - 2];
+            if l == b"." {
+                return Ok(n);
+            }
+            each(l.strip_prefix(b".").unwrap_or(l));
+            n += 1;
+        }
+    }
+
+    fn retr_expect(&mut self, n: u64, expected: &[u8]) -> io::Result<u64> {
+        self.simple(format!("RETR {n}").as_bytes())?;
+        let mut at = 0usize;
+        while at < expected.len() {
+            let buf = self.stream.fill_buf()?;
+            if buf.is_empty() {
+                return Err(client::err(format!(
+                    "EOF after {at} of {} octets of RETR",
+                    expected.len()
+                )));
+            }
+            let take = buf.len().min(expected.len() - at);
+            if buf[..take] != expected[at..at + take] {
+                let off = buf[..take]
+                    .iter()
+                    .zip(&expected[at..at + take])
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                return Err(client::err(format!(
+                    "RETR body differs from the file at wire octet {}",
+                    at + off
+                )));
+            }
+            self.stream.consume(take);
+            at += take;
+        }
+        Ok(at as u64)
+    }
+
+    /// QUIT: expects `+OK`, then the server's close_notify and close.
+    fn quit(mut self) -> io::Result<()> {
+        self.simple(b"QUIT")?;
+        let mut rest = Vec::new();
+        self.stream.read_to_end(&mut rest).map_err(|e| {
+            client::err(format!(
+                "after QUIT's +OK: {e} (no TLS close_notify before the close?)"
+            ))
+        })?;
+        if !rest.is_empty() {
+            return Err(client::err(format!("data after QUIT: {:?}", show(&rest))));
+        }
+        Ok(())
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `local` (any port).
+fn tcp_from(local: Ipv4Addr, port: u16) -> io::Result<TcpStream> {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let [a, b, c, d] = local.octets();
+    bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, d, 0))?;
+    connect(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port))?;
+    let tcp = TcpStream::from(fd);
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(120)))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(120)))?;
+    Ok(tcp)
+}
+
+/// Reads one line (CRLF included) into `line`; EOF or a line without CRLF is an error.
+fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<()> {
+    line.clear();
+    let n = r.read_until(b'\n', line)?;
+    if n == 0 || !line.ends_with(b"\r\n") {
+        return Err(client::err(format!(
+            "connection closed or line without CRLF: {:?}",
+            show(line)
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a status line into `line`; anything but `+OK ...` is an error.
+fn read_status(r: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<()> {
+    read_line(r, line)?;
+    if line.starts_with(b"+OK") {
+        Ok(())
+    } else {
+        Err(client::err(format!("server said {:?}", show(line))))
+    }
+}
+
+/// The `<...>` of a greeting, if it has one.
+fn apop_timestamp(greeting: &[u8]) -> Option<Vec<u8>> {
+    let a = greeting.iter().position(|&x| x == b'<')?;
+    let b = greeting.iter().rposition(|&x| x == b'>')?;
+    (a < b).then(|| greeting[a..=b].to_vec())
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(120)])
+        .trim_end()
+        .to_string()
+}
+
+/// One process of /proc.
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    comm: String,
+    live: bool,
+    start: u64,
+}
+
+/// Every process, from /proc/PID/stat.
+fn processes() -> Vec<Proc> {
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+            continue;
+        };
+        let rest: Vec<&str> = text[close + 2..].split(' ').collect();
+        // rest[0] = state (field 3), rest[1] = ppid (4), rest[19] = starttime (22)
+        let state = rest.first().and_then(|s| s.chars().next()).unwrap_or('X');
+        let (Some(ppid), Some(start)) = (
+            rest.get(1).and_then(|s| s.parse().ok()),
+            rest.get(19).and_then(|s| s.parse().ok()),
+        ) else {
+            continue;
+        };
+        out.push(Proc {
+            pid,
+            ppid,
+            comm: text[open + 1..close].to_string(),
+            live: state != 'Z' && state != 'X',
+            start,
+        });
+    }
+    out
+}
+
+/// The live processes among `roots` and their descendants, with their names, roots first.
+fn tree(procs: &[Proc], roots: &[u32]) -> Vec<(u32, String)> {
+    let mut out: Vec<(u32, String)> = Vec::new();
+    let mut queue: Vec<u32> = roots.to_vec();
+    let mut i = 0;
+    while i < queue.len() {
+        let pid = queue[i];
+        i += 1;
+        if let Some(p) = procs.iter().find(|p| p.pid == pid && p.live) {
+            out.push((pid, p.comm.clone()));
+            queue.extend(procs.iter().filter(|c| c.ppid == pid).map(|c| c.pid));
+        }
+    }
+    out
+}
+
+/// The inodes of the server's end of the loopback connection from `client_port` to
+/// `server_port`, from /proc/net/tcp.
+fn socket_inodes(server_port: u16, client_port: u16) -> Vec<u64> {
+    let text = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_ascii_whitespace().collect();
+            let (local, remote, inode) = (f.get(1)?, f.get(2)?, f.get(9)?);
+            (port(local)? == server_port && port(remote)? == client_port)
+                .then(|| inode.parse().ok())?
+        })
+        .collect()
+}
+
+/// Whether `pid` has one of the sockets `inodes` open.
+fn holds_socket(pid: u32, inodes: &[u64]) -> bool {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        fs::read_link(e.path()).is_ok_and(|t| {
+            t.to_str()
+                .and_then(|s| s.strip_prefix("socket:["))
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|i| inodes.contains(&i))
+        })
+    })
 }
