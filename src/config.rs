@@ -56,6 +56,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM), owned by root and unreadable by others.
     pub tls_key: Option<PathBuf>,
+    /// The key of the SCRAM salts shown for absent accounts and older records.
+    pub scram_salt_key: PathBuf,
 }
 
 impl Default for Config {
@@ -80,6 +82,7 @@ impl Default for Config {
             login_chroot: PathBuf::from("/var/lib/apoptools/empty"),
             tls_cert: None,
             tls_key: None,
+            scram_salt_key: PathBuf::from("/etc/apoptools/scram-salt-key"),
         }
     }
 }
@@ -183,6 +186,7 @@ impl Config {
                 }
             }
             "tls_cert" => self.tls_cert = Some(absolute(key, value)?),
+            "scram_salt_key" => self.scram_salt_key = absolute(key, nonempty()?)?,
             "tls_key" => self.tls_key = Some(absolute(key, value)?),
             "min_length" => self.min_length = number(key, value, 1, 1024)? as usize,
             "ext_delimiter" => {
@@ -350,6 +354,11 @@ pub const KEYS: &[Key] = &[
         name: "tls_key",
         default: "(none: no TLS)",
         doc: "The private key of tls_cert (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC). Absolute path. It must be a regular file owned by root, not writable by its group and with no permission for others (0600 or 0640, e.g. `root:ssl-cert`); otherwise ipop3d refuses the connection with a log line and no greeting.",
+    },
+    Key {
+        name: "scram_salt_key",
+        default: "/etc/apoptools/scram-salt-key",
+        doc: "A root-only file of 32 random bytes, made by ipop3d (mode 0600) the first time it is needed. SCRAM-SHA-256 shows a name that is no account (or a disabled one) a salt made from this key and the name, stable across tries and indistinguishable from a real account's; an account whose record predates SCRAM keys gets its salt the same way. Without a usable file, ipop3d does not offer SCRAM. Absolute path.",
     },
     Key {
         name: "proxy_from",

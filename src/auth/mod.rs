@@ -2,5 +2,8 @@
 //!
 //! - [`apop`]: the APOP digest (RFC 1939 §7) and the constant-time comparisons that USER/PASS
 //!   uses too. No I/O: the secret comes from [`crate::store`], the timestamp from the server.
+//! - [`sasl`]: the server side of AUTH's SASL mechanisms (PLAIN, LOGIN, CRAM-MD5,
+//!   SCRAM-SHA-256 and -PLUS) as pure state machines: fed decoded messages, they yield steps.
 
 pub mod apop;
+pub mod sasl;

@@ -1,9 +1,11 @@
 //! pop3: the POP3 wire format (RFC 1939, 2449, 3206) without any I/O.
 //!
 //! - [`Parser`] is fed the client's bytes in any chunking and yields, per line, a [`Command`] or
-//!   a [`LineError`]. A line longer than [`MAX_LINE`] octets (terminator included) is never
-//!   buffered past that limit: the parser drops bytes until the next LF, then yields one
-//!   [`LineError::TooLong`] and carries on with the following line. LF and CRLF both end a line.
+//!   a [`LineError`], or, during a SASL exchange, the line as a client response
+//!   ([`Parser::next_response`]). A command line longer than [`MAX_LINE`] octets (terminator
+//!   included) is [`LineError::TooLong`]; no line is ever buffered past [`MAX_RESPONSE`]: the
+//!   parser drops bytes until the next LF, then yields one [`LineError::TooLong`] and carries
+//!   on with the following line. LF and CRLF both end a line.
 //!   Message numbers are parsed without overflow (a number too big is an error, not a wrap).
 //!   The parser never panics; the line buffer is wiped after every line (it may hold a
 //!   password).
@@ -15,6 +17,12 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 
 use crate::system::wipe::wipe;
+
+/// Longest SASL client response line accepted, in octets, CRLF included. RFC 5034 §4 keeps
+/// the AUTH command itself (initial response included) within [`MAX_LINE`], but not the
+/// responses to `+ ` challenges: a SCRAM-SHA-256-PLUS client-final message is about 300
+/// octets of base64.
+pub const MAX_RESPONSE: usize = 4096;
 
 /// Longest command line accepted, in octets, CRLF included (RFC 2449 §4).
 pub const MAX_LINE: usize = 255;
@@ -48,6 +56,14 @@ pub enum Command {
     Capa,
     /// `STLS` (RFC 2595 §4).
     Stls,
+    /// `AUTH` alone: list the mechanisms (RFC 1734's discovery, which Outlook uses).
+    AuthList,
+    /// `AUTH mechanism [initial-response]` (RFC 5034): the initial response still in base64
+    /// (`=` for an empty one), held as a secret since it may carry a password.
+    Auth {
+        mechanism: String,
+        initial: Option<Password>,
+    },
 }
 
 /// Why a line is not a command. The session answers each with `-ERR` and goes on.
@@ -94,11 +110,12 @@ fn listing_line(line: &mut [u8], msg: u64, rest: &[u8]) -> usize {
 /// The incremental command-line parser (see the module comment).
 #[derive(Debug, Default)]
 pub struct Parser {
-    /// Bytes of the current line so far (without the LF), at most `MAX_LINE - 1`.
+    /// Bytes of the current line so far (without the LF), at most `MAX_RESPONSE - 1`.
     line: Vec<u8>,
     /// Inside an overlong line: drop everything up to the next LF.
     discarding: bool,
-    ready: VecDeque<Result<Command, LineError>>,
+    /// Complete lines (without their LF), parsed when taken: as a command or as a response.
+    ready: VecDeque<Result<Password, LineError>>,
 }
 
 impl Parser {
@@ -117,11 +134,12 @@ impl Parser {
                 Some(i) => {
                     let part = &bytes[..i];
                     bytes = &bytes[i + 1..];
-                    let item = if self.discarding || self.line.len() + part.len() + 1 > MAX_LINE {
+                    let item = if self.discarding || self.line.len() + part.len() + 1 > MAX_RESPONSE
+                    {
                         Err(LineError::TooLong)
                     } else {
                         self.line.extend_from_slice(part);
-                        parse_line(&self.line)
+                        Ok(Password::new(self.line.clone()))
                     };
                     self.discarding = false;
                     wipe(&mut self.line);
@@ -130,7 +148,7 @@ impl Parser {
                 }
                 None => {
                     if !self.discarding {
-                        if self.line.len() + bytes.len() + 1 > MAX_LINE {
+                        if self.line.len() + bytes.len() + 1 > MAX_RESPONSE {
                             self.discarding = true;
                             wipe(&mut self.line);
                             self.line.clear();
@@ -146,7 +164,21 @@ impl Parser {
 
     /// The next complete line's command or error, in order.
     pub fn next_item(&mut self) -> Option<Result<Command, LineError>> {
-        self.ready.pop_front()
+        Some(self.ready.pop_front()?.and_then(|line| {
+            if line.as_bytes().len() + 1 > MAX_LINE {
+                Err(LineError::TooLong)
+            } else {
+                parse_line(line.as_bytes())
+            }
+        }))
+    }
+
+    /// The next complete line as a SASL client response (its CR dropped), in order.
+    pub fn next_response(&mut self) -> Option<Result<Password, LineError>> {
+        Some(self.ready.pop_front()?.map(|line| {
+            let bytes = line.as_bytes();
+            Password::new(bytes.strip_suffix(b"\r").unwrap_or(bytes).to_vec())
+        }))
     }
 }
 
@@ -197,9 +229,18 @@ pub fn parse_line(raw: &[u8]) -> Result<Command, LineError> {
         ("UIDL", [n]) => Command::Uidl(Some(number(n)?)),
         ("CAPA", []) => Command::Capa,
         ("STLS", []) => Command::Stls,
+        ("AUTH", []) => Command::AuthList,
+        ("AUTH", [mechanism]) => Command::Auth {
+            mechanism: (*mechanism).to_string(),
+            initial: None,
+        },
+        ("AUTH", [mechanism, initial]) => Command::Auth {
+            mechanism: (*mechanism).to_string(),
+            initial: Some(Password::new(initial.as_bytes().to_vec())),
+        },
         (
             "USER" | "PASS" | "APOP" | "STAT" | "LIST" | "RETR" | "DELE" | "NOOP" | "RSET" | "QUIT"
-            | "TOP" | "UIDL" | "CAPA" | "STLS",
+            | "TOP" | "UIDL" | "CAPA" | "STLS" | "AUTH",
             _,
         ) => return Err(bad),
         _ => return Err(LineError::Unknown),
@@ -276,6 +317,12 @@ pub enum Response<'a> {
     BeginTls,
     /// STLS where TLS is not configured, or is already active.
     TlsUnavailable,
+    /// The reply to a bare AUTH: the mechanisms follow, one per line, then [`Response::End`].
+    AuthListing,
+    /// AUTH with a mechanism not on offer here and now.
+    UnknownMechanism,
+    /// `+ base64` (RFC 5034 §4: a space after `+` even when the challenge is empty).
+    Challenge(&'a str),
     /// Another session holds the maildrop (RFC 2449 `[IN-USE]`).
     InUse,
     /// The maildrop could not be opened (RFC 2449 `[SYS/TEMP]`).
@@ -344,6 +391,11 @@ impl Response<'_> {
             }
             Response::BeginTls => w.write_all(b"+OK Begin TLS negotiation\r\n"),
             Response::TlsUnavailable => w.write_all(b"-ERR TLS is not available here\r\n"),
+            Response::AuthListing => w.write_all(b"+OK SASL mechanisms follow\r\n"),
+            Response::UnknownMechanism => {
+                w.write_all(b"-ERR Unsupported authentication mechanism\r\n")
+            }
+            Response::Challenge(text) => write!(w, "+ {text}\r\n"),
             Response::InUse => {
                 w.write_all(b"-ERR [IN-USE] Mailbox is locked by another session\r\n")
             }
@@ -564,12 +616,27 @@ mod tests {
             (b"UIDL 3", Ok(C::Uidl(Some(3)))),
             (b"CAPA", Ok(C::Capa)),
             (b"stls", Ok(C::Stls)),
+            (b"AUTH", Ok(C::AuthList)),
+            (
+                b"auth plain",
+                Ok(C::Auth {
+                    mechanism: "plain".into(),
+                    initial: None,
+                }),
+            ),
+            (
+                b"AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+                Ok(C::Auth {
+                    mechanism: "PLAIN".into(),
+                    initial: Some(Password::new(b"AGFsaWNlAHNlY3JldA==".to_vec())),
+                }),
+            ),
+            (b"AUTH PLAIN a b", Err(E::BadArguments)),
             (b"STLS now", Err(E::BadArguments)),
             (b"", Err(E::Unknown)),
             (b"\r", Err(E::Unknown)),
             (b"   ", Err(E::Unknown)),
             (b"XTND foo", Err(E::Unknown)),
-            (b"AUTH PLAIN", Err(E::Unknown)),
             (b"STATS", Err(E::Unknown)),
             (b"ST\0AT", Err(E::Nul)),
             (b"USER \xc3\x28", Err(E::NotUtf8)),
@@ -609,7 +676,7 @@ mod tests {
         p.feed(b"NOOP\r\nUSER ");
         for _ in 0..10_000 {
             p.feed(&[b'x'; 100]);
-            assert!(p.line.capacity() <= 4 * MAX_LINE, "buffer grew");
+            assert!(p.line.capacity() <= 2 * MAX_RESPONSE, "buffer grew");
         }
         p.feed(b"\r\nSTAT\r\n");
         assert_eq!(p.next_item(), Some(Ok(Command::Noop)));
@@ -704,6 +771,16 @@ mod tests {
             ),
             (R::BeginTls, b"+OK Begin TLS negotiation\r\n"),
             (R::TlsUnavailable, b"-ERR TLS is not available here\r\n"),
+            (R::AuthListing, b"+OK SASL mechanisms follow\r\n"),
+            (
+                R::UnknownMechanism,
+                b"-ERR Unsupported authentication mechanism\r\n",
+            ),
+            (R::Challenge(""), b"+ \r\n"),
+            (
+                R::Challenge("PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+"),
+                b"+ PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n",
+            ),
             (
                 R::InUse,
                 b"-ERR [IN-USE] Mailbox is locked by another session\r\n",

@@ -26,16 +26,23 @@ use anyhow::Context;
 use clap::{Arg, ArgAction};
 
 use crate::auth::apop;
+use crate::auth::sasl::{
+    ChannelBinding, Context as SaslContext, Credential, Exchange, Mechanism, ScramKeys, Step,
+    SCRAM_ITERATIONS,
+};
 use crate::config::{is_host_name, Config, Plaintext};
 use crate::error::{exit, Error};
 use crate::maildir;
-use crate::pop3::session::{self, Authenticator, Credentials, Denied, Granted, Session, Settings};
+use crate::pop3::session::{
+    self, Authenticator, Credentials, Denied, Granted, SaslReply, Session, Settings,
+};
 use crate::pop3::wire::Response;
 use crate::store;
 
 use super::{connection, proxy};
 use crate::store::disable::DisableList;
-use crate::system::accounts::Accounts;
+use crate::store::Secret;
+use crate::system::accounts::{Accounts, Login};
 use crate::system::privilege;
 
 /// The session ended in an error (too many failed logins, mailbox unavailable, I/O).
@@ -235,27 +242,35 @@ fn run(
         }
         _ => None,
     };
+    let host = hostname(&config);
+    let logged_in = Rc::new(Cell::new(false));
+    let auth = SystemAuth {
+        config: &config,
+        accounts,
+        logged_in: Rc::clone(&logged_in),
+        sasl: SaslSetup {
+            host: host.clone(),
+            salt_key: salt_key(&config, remote),
+            tls: None,
+        },
+        exchange: None,
+    };
     let login_deadline = started + config.login_timeout;
     let settings = Settings {
         plaintext,
         plaintext_over_tls,
+        sasl: auth.mechanisms(),
         tls: match &tls {
             Some(_) => session::Tls::Offered,
             None => session::Tls::Off,
         },
         auth_delay: config.auth_delay,
         max_auth_failures: config.max_auth_failures,
-        timestamp: timestamp(&hostname(&config)),
+        timestamp: timestamp(&host),
         max_login_commands: config.max_login_commands,
         login_deadline: Some(login_deadline),
     };
     connection::set_socket_options(config.timeout);
-    let logged_in = Rc::new(Cell::new(false));
-    let auth = SystemAuth {
-        config: &config,
-        accounts,
-        logged_in: Rc::clone(&logged_in),
-    };
     if root {
         // Nothing privileged reads the client: a confined front does, until the login.
         return Ok(super::split::serve(
@@ -300,20 +315,99 @@ pub(super) fn exit_status(summary: &session::Summary) -> u8 {
     }
 }
 
+/// The key of SCRAM's absent-account salts: read from `scram_salt_key`, made there (32 random
+/// bytes, mode 0600) if it does not exist yet. `None`, logged, when it cannot be had: SCRAM is
+/// then not offered, rather than offered with salts that would tell absent accounts apart.
+fn salt_key(config: &Config, remote: &str) -> Option<Secret> {
+    use crate::store::atomic::{read_admin_file, Symlinks};
+    let path = &config.scram_salt_key;
+    let unusable = |why: String| {
+        log_line(
+            "scram",
+            remote,
+            &format!(
+                "result=unavailable reason={:?}",
+                format!("{}: {why}", path.display())
+            ),
+        );
+        None
+    };
+    for _ in 0..2 {
+        match read_admin_file(path, 1024, Symlinks::Refuse) {
+            Ok(Some(bytes)) if bytes.len() >= 32 => return Some(Secret::new(bytes)),
+            Ok(Some(_)) => return unusable("shorter than 32 bytes".into()),
+            Ok(None) if nix::unistd::geteuid().is_root() => {
+                if let Err(e) = make_salt_key(path) {
+                    return unusable(e.to_string());
+                }
+            }
+            Ok(None) => return None,
+            Err(e) => return unusable(e.to_string()),
+        }
+    }
+    unusable("it vanished after it was made".into())
+}
+
+/// Makes a salt key file: 32 random bytes, created exclusively (a concurrent maker's file
+/// wins), mode 0600.
+fn make_salt_key(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // The bytes go into a Secret at once, so they are wiped however this ends.
+    let mut key = Secret::new(vec![0u8; 32]);
+    crate::system::random::fill(key.as_mut_bytes())?;
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match made {
+        Ok(mut file) => {
+            file.write_all(key.as_bytes())?;
+            file.sync_all()
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The real credential check: accounts, disable list, store, then the permanent drop.
 pub(super) struct SystemAuth<'c> {
     config: &'c Config,
     accounts: Accounts,
     /// Set once the login succeeded: the input's login deadline no longer applies.
     logged_in: Rc<Cell<bool>>,
+    /// What SASL needs beyond the store: the host for CRAM-MD5's challenge, the key of the
+    /// salts shown for absent accounts, and the TLS channel bindings.
+    pub(super) sasl: SaslSetup,
+    /// The SASL exchange under way.
+    exchange: Option<SaslRun>,
 }
 
-impl Authenticator for SystemAuth<'_> {
-    fn authenticate(&mut self, c: &Credentials) -> Result<Granted, Denied> {
+/// What SASL exchanges of one connection share.
+#[derive(Default)]
+pub(super) struct SaslSetup {
+    pub host: String,
+    /// The key of [`sasl::absent_salt`]; without one, SCRAM is not offered.
+    pub salt_key: Option<Secret>,
+    /// Set when TLS is up (by the back, from the front's report).
+    pub tls: Option<ChannelBinding>,
+}
+
+/// One SASL exchange: the mechanism's state and what its lookup found.
+struct SaslRun {
+    exchange: Exchange,
+    login: String,
+    /// The account the exchange names, once looked up; or why it cannot log in.
+    found: Option<Result<Login, String>>,
+}
+
+impl SystemAuth<'_> {
+    /// The account a login names and its store record, or why it cannot log in.
+    fn lookup(&self, login: &str) -> Result<(Login, crate::store::record::Record), Denied> {
         let delimiter = self.config.ext_delimiter;
         let login = self
             .accounts
-            .resolve_login(c.login(), delimiter)
+            .resolve_login(login, delimiter)
             .map_err(|e| refusal(&e))?;
         let account = &login.account;
         if account.uid == 0 {
@@ -334,6 +428,159 @@ impl Authenticator for SystemAuth<'_> {
         }
         let record =
             store::read(account, login.ext.as_deref()).map_err(|e| Denied::Wrong(why(&e)))?;
+        Ok((login, record))
+    }
+
+    /// A proven login: the permanent drop to the account, then its Maildir.
+    fn grant(&mut self, login: &Login) -> Result<Granted, Denied> {
+        let account = &login.account;
+        // A drop that fails half-way leaves the process in an identity nobody chose: it must
+        // end here, never carry on as if the password had been wrong.
+        privilege::drop_permanently(account, self.accounts.groups())
+            .map_err(|e| Denied::Fatal(format!("cannot drop privileges: {e}")))?;
+        self.logged_in.set(true);
+        Ok(
+            match maildir::locate(account, login.ext.as_deref(), self.config) {
+                Ok(path) => Granted::Maildir(path),
+                Err(e) => Granted::Unavailable(e.to_string()),
+            },
+        )
+    }
+
+    /// The mechanisms this connection can offer: all but SCRAM without a salt key.
+    pub(super) fn mechanisms(&self) -> Vec<Mechanism> {
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| {
+                self.sasl.salt_key.is_some()
+                    || !matches!(m, Mechanism::ScramSha256 | Mechanism::ScramSha256Plus)
+            })
+            .collect()
+    }
+
+    /// Runs the exchange's steps until it needs the client again or is over.
+    fn drive(&mut self, mut step: Step) -> SaslReply {
+        loop {
+            let Some(run) = self.exchange.as_mut() else {
+                return SaslReply::failed("", "no SASL exchange under way");
+            };
+            step = match step {
+                Step::Challenge(bytes) => return SaslReply::Challenge(bytes),
+                Step::Lookup { login } => {
+                    run.login = login.clone();
+                    let found = match self.lookup(&login) {
+                        Ok(found) => Ok(found),
+                        Err(Denied::Wrong(reason)) => Err(reason),
+                        Err(other) => {
+                            self.exchange = None;
+                            return SaslReply::Done {
+                                login,
+                                outcome: Err(other),
+                            };
+                        }
+                    };
+                    let Some(run) = self.exchange.as_mut() else {
+                        return SaslReply::failed(&login, "no SASL exchange under way");
+                    };
+                    let salt_key = self.sasl.salt_key.as_ref();
+                    let step = provide(&mut run.exchange, &found, &login, salt_key);
+                    run.found = Some(found.map(|(login, _)| login));
+                    step
+                }
+                Step::Success { login } => {
+                    let run = self.exchange.take();
+                    let Some(Some(Ok(found))) = run.map(|r| r.found) else {
+                        return SaslReply::failed(&login, "a SASL success without a lookup");
+                    };
+                    return SaslReply::Done {
+                        outcome: self.grant(&found),
+                        login,
+                    };
+                }
+                Step::Failure(reason) => {
+                    let run = self.exchange.take();
+                    let (login, reason) = match run {
+                        // The account's own reason (unknown, disabled...) says more.
+                        Some(SaslRun {
+                            login,
+                            found: Some(Err(why)),
+                            ..
+                        }) => (login, why),
+                        Some(run) => (run.login, reason),
+                        None => (String::new(), reason),
+                    };
+                    return SaslReply::failed(&login, &reason);
+                }
+            };
+        }
+    }
+}
+
+/// The SCRAM salt of a name without a usable account (or with a record older than SCRAM
+/// keys): 16 bytes of HMAC-SHA-256 over the name with the salt key, so it is the same on every
+/// try and looks like the random 16-byte salt of a real record.
+fn absent_salt(key: &[u8], login: &str) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
+    mac.update(b"apoptools scram salt\0");
+    mac.update(login.as_bytes());
+    mac.finalize().into_bytes()[..16].to_vec()
+}
+
+/// SCRAM's server nonce: 18 random bytes in base64 (24 characters, no `,`).
+fn server_nonce() -> io::Result<String> {
+    use base64::Engine;
+    let mut bytes = [0u8; 18];
+    crate::system::random::fill(&mut bytes)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Gives the exchange what the lookup found, in the form its mechanism needs.
+fn provide(
+    exchange: &mut Exchange,
+    found: &Result<(Login, crate::store::record::Record), String>,
+    login: &str,
+    salt_key: Option<&Secret>,
+) -> Step {
+    let scram = matches!(
+        exchange.mechanism(),
+        Mechanism::ScramSha256 | Mechanism::ScramSha256Plus
+    );
+    let absent_salt = salt_key.map(|key| absent_salt(key.as_bytes(), login));
+    match found {
+        Ok((_, record)) if scram => {
+            let derived;
+            let keys = match &record.scram {
+                Some(keys) => keys,
+                None => {
+                    // An older record: the keys come from its secret, with the salt an absent
+                    // account of this name would show, so the two look alike.
+                    let Some(salt) = &absent_salt else {
+                        return Step::Failure("no salt key".into());
+                    };
+                    derived = ScramKeys::derive(record.secret.as_bytes(), salt, SCRAM_ITERATIONS);
+                    &derived
+                }
+            };
+            exchange.provide(Credential::Scram(keys))
+        }
+        Ok((_, record)) => exchange.provide(Credential::Secret(record.secret.as_bytes())),
+        Err(_) => match &absent_salt {
+            Some(salt) => exchange.provide(Credential::Absent {
+                salt,
+                iterations: SCRAM_ITERATIONS,
+            }),
+            None => exchange.provide(Credential::Absent {
+                salt: b"",
+                iterations: SCRAM_ITERATIONS,
+            }),
+        },
+    }
+}
+
+impl Authenticator for SystemAuth<'_> {
+    fn authenticate(&mut self, c: &Credentials) -> Result<Granted, Denied> {
+        let (login, record) = self.lookup(c.login())?;
         let secret = record.secret.as_bytes();
         let ok = match c {
             Credentials::Apop {
@@ -347,17 +594,47 @@ impl Authenticator for SystemAuth<'_> {
                 Credentials::Plain { .. } => "wrong password".into(),
             }));
         }
-        // A drop that fails half-way leaves the process in an identity nobody chose: it must
-        // end here, never carry on as if the password had been wrong.
-        privilege::drop_permanently(account, self.accounts.groups())
-            .map_err(|e| Denied::Fatal(format!("cannot drop privileges: {e}")))?;
-        self.logged_in.set(true);
-        Ok(
-            match maildir::locate(account, login.ext.as_deref(), self.config) {
-                Ok(path) => Granted::Maildir(path),
-                Err(e) => Granted::Unavailable(e.to_string()),
-            },
-        )
+        self.grant(&login)
+    }
+
+    fn sasl_start(&mut self, mechanism: Mechanism, initial: Option<&[u8]>) -> SaslReply {
+        if !self.mechanisms().contains(&mechanism) {
+            return SaslReply::failed("", "mechanism not offered");
+        }
+        let Ok(server_nonce) = server_nonce() else {
+            return SaslReply::Done {
+                login: String::new(),
+                outcome: Err(Denied::Outage("no random bytes for a nonce".into())),
+            };
+        };
+        let context = SaslContext {
+            cram_challenge: timestamp(&self.sasl.host),
+            server_nonce,
+            tls: self.sasl.tls.clone(),
+        };
+        self.exchange = Some(SaslRun {
+            exchange: Exchange::new(mechanism, context),
+            login: String::new(),
+            found: None,
+        });
+        let step = match self.exchange.as_mut() {
+            Some(run) => run.exchange.start(initial),
+            None => Step::Failure("no SASL exchange under way".into()),
+        };
+        self.drive(step)
+    }
+
+    fn sasl_respond(&mut self, response: &[u8]) -> SaslReply {
+        let step = match self.exchange.as_mut() {
+            Some(run) => run.exchange.respond(response),
+            None => Step::Failure("no SASL exchange under way".into()),
+        };
+        self.drive(step)
+    }
+
+    fn sasl_abort(&mut self, reason: &str) -> SaslReply {
+        let login = self.exchange.take().map(|r| r.login).unwrap_or_default();
+        SaslReply::failed(&login, reason)
     }
 }
 
@@ -578,6 +855,8 @@ mod tests {
             config: &config,
             accounts: Accounts::open(Some(&passwd)).unwrap(),
             logged_in: Rc::new(Cell::new(false)),
+            sasl: SaslSetup::default(),
+            exchange: None,
         };
         let mut plain = |login: &str, password: &str| {
             auth.authenticate(&Credentials::Plain {

@@ -13,8 +13,9 @@ use std::io::{self, Read, Write};
 use crate::store::Secret;
 use crate::system::wipe::wipe;
 
-/// The largest frame, length field included.
-pub const MAX_FRAME: usize = 1024;
+/// The largest frame, length field included (a SASL message is at most
+/// [`crate::auth::sasl::MAX_MESSAGE`] bytes).
+pub const MAX_FRAME: usize = 2048;
 
 /// What the front asks the back.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,13 +28,30 @@ pub enum Request {
     /// word and its `key=value` fields, written by the back.
     Log { event: String, fields: String },
     /// The TLS handshake is done (once per connection, before any login under TLS): the
-    /// version and cipher suite, for the back's log lines and plaintext rule.
-    Tls { what: String },
+    /// version and cipher suite, for the back's log lines and plaintext rule, and the channel
+    /// bindings of SCRAM-SHA-256-PLUS (tls-server-end-point; tls-exporter under TLS 1.3,
+    /// else empty).
+    Tls {
+        what: String,
+        end_point: Vec<u8>,
+        exporter: Vec<u8>,
+    },
+    /// `AUTH mechanism [initial-response]`, the response decoded.
+    SaslStart {
+        mechanism: String,
+        initial: Option<Secret>,
+    },
+    /// The client's decoded answer to the back's last challenge.
+    SaslRespond { response: Secret },
+    /// The exchange ends without an answer the mechanism can read (`*`, bad base64, too long).
+    SaslAbort { reason: String },
 }
 
 /// The back's answer to one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// The next challenge of a SASL exchange, for the client.
+    Challenge(Vec<u8>),
     /// The back has become the account and serves the rest of the session; the front ends.
     Granted,
     /// A failed login (after the back's delay, counted by the back).
@@ -57,6 +75,10 @@ const APOP: u8 = 0x10;
 const PLAIN: u8 = 0x12;
 const LOG: u8 = 0x14;
 const TLS: u8 = 0x16;
+const SASL_START: u8 = 0x18;
+const SASL_RESPOND: u8 = 0x1a;
+const SASL_ABORT: u8 = 0x1c;
+const CHALLENGE: u8 = 0x29;
 const GRANTED: u8 = 0x21;
 const WRONG: u8 = 0x23;
 const OUTAGE: u8 = 0x25;
@@ -140,7 +162,23 @@ impl Request {
             Request::Log { event, fields } => {
                 write_frame(w, LOG, &[event.as_bytes(), fields.as_bytes()])
             }
-            Request::Tls { what } => write_frame(w, TLS, &[what.as_bytes()]),
+            Request::Tls {
+                what,
+                end_point,
+                exporter,
+            } => write_frame(w, TLS, &[what.as_bytes(), end_point, exporter]),
+            Request::SaslStart { mechanism, initial } => match initial {
+                None => write_frame(w, SASL_START, &[mechanism.as_bytes(), b"", b""]),
+                Some(data) => write_frame(
+                    w,
+                    SASL_START,
+                    &[mechanism.as_bytes(), b"+", data.as_bytes()],
+                ),
+            },
+            Request::SaslRespond { response } => {
+                write_frame(w, SASL_RESPOND, &[response.as_bytes()])
+            }
+            Request::SaslAbort { reason } => write_frame(w, SASL_ABORT, &[reason.as_bytes()]),
         }
     }
 
@@ -169,12 +207,41 @@ impl Request {
         };
         match kind {
             TLS => {
-                let f = fields(payload, 1)?;
+                let f = fields(payload, 3)?;
                 let what = text(f[0])?;
                 if what.is_empty() || what.contains(' ') {
                     return Err(FrameError::Malformed("a TLS description with a space"));
                 }
-                Ok(Request::Tls { what })
+                Ok(Request::Tls {
+                    what,
+                    end_point: f[1].to_vec(),
+                    exporter: f[2].to_vec(),
+                })
+            }
+            SASL_START => {
+                let f = fields(payload, 3)?;
+                let mechanism = text(f[0])?;
+                if mechanism.is_empty() || mechanism.len() > 40 {
+                    return Err(FrameError::Malformed("a mechanism name out of bounds"));
+                }
+                let initial = match f[1] {
+                    b"" if f[2].is_empty() => None,
+                    b"+" => Some(Secret::new(f[2].to_vec())),
+                    _ => return Err(FrameError::Malformed("a bad initial-response flag")),
+                };
+                Ok(Request::SaslStart { mechanism, initial })
+            }
+            SASL_RESPOND => {
+                let f = fields(payload, 1)?;
+                Ok(Request::SaslRespond {
+                    response: Secret::new(f[0].to_vec()),
+                })
+            }
+            SASL_ABORT => {
+                let f = fields(payload, 1)?;
+                Ok(Request::SaslAbort {
+                    reason: text(f[0])?,
+                })
             }
             APOP => {
                 let f = fields(payload, 2)?;
@@ -203,8 +270,9 @@ impl Request {
 }
 
 impl Verdict {
-    pub fn write_to(self, w: &mut impl Write) -> io::Result<()> {
+    pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
         let kind = match self {
+            Verdict::Challenge(bytes) => return write_frame(w, CHALLENGE, &[bytes]),
             Verdict::Granted => GRANTED,
             Verdict::Wrong => WRONG,
             Verdict::Outage => OUTAGE,
@@ -218,6 +286,9 @@ impl Verdict {
             Ok(frame) => frame,
             Err(e) => return Ok(Err(e)),
         };
+        if kind == CHALLENGE {
+            return Ok(fields(&payload, 1).map(|f| Verdict::Challenge(f[0].to_vec())));
+        }
         if !payload.is_empty() {
             return Ok(Err(FrameError::Malformed("a verdict carries no payload")));
         }
@@ -257,8 +328,28 @@ mod tests {
         };
         let tls = Request::Tls {
             what: "TLSv1.3/TLS13_AES_256_GCM_SHA384".into(),
+            end_point: vec![7; 32],
+            exporter: vec![],
         };
-        for r in [apop, plain, log, tls] {
+        let starts = [
+            None,
+            Some(Secret::new(vec![])),
+            Some(Secret::new(b"\0alice\0pw".to_vec())),
+        ]
+        .map(|initial| Request::SaslStart {
+            mechanism: "PLAIN".into(),
+            initial,
+        });
+        let respond = Request::SaslRespond {
+            response: Secret::new(b"c=biws,r=x".to_vec()),
+        };
+        let abort = Request::SaslAbort {
+            reason: "cancelled by the client".into(),
+        };
+        for r in [apop, plain, log, tls, respond, abort]
+            .into_iter()
+            .chain(starts)
+        {
             let copy = round_trip(match &r {
                 Request::Apop { login, digest } => Request::Apop {
                     login: login.clone(),
@@ -272,18 +363,38 @@ mod tests {
                     event: event.clone(),
                     fields: fields.clone(),
                 },
-                Request::Tls { what } => Request::Tls { what: what.clone() },
+                Request::Tls {
+                    what,
+                    end_point,
+                    exporter,
+                } => Request::Tls {
+                    what: what.clone(),
+                    end_point: end_point.clone(),
+                    exporter: exporter.clone(),
+                },
+                Request::SaslStart { mechanism, initial } => Request::SaslStart {
+                    mechanism: mechanism.clone(),
+                    initial: initial.clone(),
+                },
+                Request::SaslRespond { response } => Request::SaslRespond {
+                    response: response.clone(),
+                },
+                Request::SaslAbort { reason } => Request::SaslAbort {
+                    reason: reason.clone(),
+                },
             });
             assert_eq!(copy, r);
         }
         for v in [
+            Verdict::Challenge(b"r=abc,s=c2FsdA==,i=4096".to_vec()),
+            Verdict::Challenge(vec![]),
             Verdict::Granted,
             Verdict::Wrong,
             Verdict::Outage,
             Verdict::Fatal,
         ] {
             let mut bytes = Vec::new();
-            v.write_to(&mut bytes).unwrap();
+            v.clone().write_to(&mut bytes).unwrap();
             assert_eq!(Verdict::read_from(&mut &bytes[..]).unwrap(), Ok(v));
         }
     }
@@ -301,8 +412,13 @@ mod tests {
             &[0, 0, 0, 5, APOP, 0, 1, 0xff, 0],
             &[0, 0, 0, 1, GRANTED],
             &[0, 0, 0, 8, LOG, 0, 1, b'a', 0, 2, b'\n', b'x'],
+            &[0, 0, 0, 7, TLS, 0, 0, 0, 0, 0, 0],
+            &[0, 0, 0, 10, TLS, 0, 3, b'a', b' ', b'b', 0, 0, 0, 0],
             &[0, 0, 0, 3, TLS, 0, 0],
-            &[0, 0, 0, 6, TLS, 0, 3, b'a', b' ', b'b'],
+            &[0, 0, 0, 6, SASL_START, 0, 1, b'P', 0, 0],
+            &[0, 0, 0, 10, SASL_START, 0, 1, b'P', 0, 1, b'x', 0, 0],
+            &[0, 0, 0, 8, SASL_START, 0, 0, 0, 0, 0, 0],
+            &[0, 0, 0, 1, SASL_RESPOND],
         ];
         for c in cases {
             let got = Request::read_from(&mut &c[..]).unwrap();

@@ -32,9 +32,10 @@ use std::time::Instant;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::auth::sasl::{ChannelBinding, Mechanism};
 use crate::config::Config;
 use crate::pop3::session::{
-    self, Authenticator, Credentials, Denied, Granted, Session, Settings, Tls,
+    self, Authenticator, Credentials, Denied, Granted, SaslReply, Session, Settings, Tls,
 };
 use crate::system::process;
 use crate::system::sandbox::{self, LoginUser};
@@ -94,6 +95,8 @@ pub(super) fn serve(
         Err(e) => return refuse(remote, &format!("fork: {e}")),
     };
     let mut failures = 0;
+    // The mechanism of the SASL exchange under way.
+    let mut sasl: Option<Mechanism> = None;
     // After a fatal verdict, or the last failure allowed, the front may only log and end.
     let mut finished = false;
     let mut fatal = false;
@@ -109,11 +112,19 @@ pub(super) fn serve(
                 log_line(&event, remote, &fields);
                 continue;
             }
-            Ok(Ok(Request::Tls { what })) => {
+            Ok(Ok(Request::Tls {
+                what,
+                end_point,
+                exporter,
+            })) => {
                 if tls_files.is_none() || settings.tls != Tls::Offered {
                     return stop_front(pid, remote, "the login process reported TLS out of turn");
                 }
                 settings.tls = Tls::Active(what);
+                auth.sasl.tls = Some(ChannelBinding {
+                    server_end_point: (!end_point.is_empty()).then_some(end_point),
+                    exporter: (!exporter.is_empty()).then_some(exporter),
+                });
                 continue;
             }
             Ok(Ok(request)) => request,
@@ -135,35 +146,73 @@ pub(super) fn serve(
             );
         }
         let begun = Instant::now();
-        let (login, method) = match &request {
-            Request::Apop { login, .. } => (login.clone(), "apop"),
-            Request::Plain { login, .. } => (login.clone(), "user"),
-            Request::Log { .. } | Request::Tls { .. } => unreachable!("handled above"),
-        };
-        if method == "user" && !settings.plaintext_allowed() {
-            // The front refuses USER itself where the rule forbids it.
-            return stop_front(
-                pid,
-                remote,
-                "the login process relayed a forbidden USER/PASS",
-            );
-        }
         let tls_field = settings.tls_field();
-        let who = session::sanitize(&login);
-        let creds = match &request {
-            Request::Apop { login, digest } => Credentials::Apop {
-                login,
-                timestamp: &settings.timestamp,
-                digest,
-            },
-            Request::Plain { login, password } => Credentials::Plain {
-                login,
-                password: password.as_bytes(),
-            },
+        // Every request ends as a login's outcome, or (SASL) a challenge for the client.
+        let (method, reply) = match request {
+            Request::Apop { login, digest } => {
+                let creds = Credentials::Apop {
+                    login: &login,
+                    timestamp: &settings.timestamp,
+                    digest: &digest,
+                };
+                let outcome = auth.authenticate(&creds);
+                ("apop", SaslReply::Done { login, outcome })
+            }
+            Request::Plain { login, password } => {
+                if !settings.plaintext_allowed() {
+                    // The front refuses USER itself where the rule forbids it.
+                    return stop_front(
+                        pid,
+                        remote,
+                        "the login process relayed a forbidden USER/PASS",
+                    );
+                }
+                let creds = Credentials::Plain {
+                    login: &login,
+                    password: password.as_bytes(),
+                };
+                let outcome = auth.authenticate(&creds);
+                ("user", SaslReply::Done { login, outcome })
+            }
+            Request::SaslStart { mechanism, initial } => {
+                let allowed = Mechanism::from_name(&mechanism)
+                    .filter(|m| settings.mechanisms_now().contains(m));
+                let Some(mechanism) = allowed.filter(|_| sasl.is_none()) else {
+                    return stop_front(pid, remote, "the login process started SASL out of turn");
+                };
+                sasl = Some(mechanism);
+                let initial = initial.as_ref().map(|i| i.as_bytes());
+                (mechanism.log_name(), auth.sasl_start(mechanism, initial))
+            }
+            Request::SaslRespond { response } => {
+                let Some(mechanism) = sasl else {
+                    return stop_front(pid, remote, "the login process answered no challenge");
+                };
+                (mechanism.log_name(), auth.sasl_respond(response.as_bytes()))
+            }
+            Request::SaslAbort { reason } => {
+                let Some(mechanism) = sasl else {
+                    return stop_front(pid, remote, "the login process ended no exchange");
+                };
+                (mechanism.log_name(), auth.sasl_abort(&reason))
+            }
             Request::Log { .. } | Request::Tls { .. } => unreachable!("handled above"),
         };
-        let outcome = auth.authenticate(&creds);
-        drop(request);
+        let (login, outcome) = match reply {
+            SaslReply::Challenge(bytes) => {
+                if Verdict::Challenge(bytes).write_to(&mut pipe).is_err() {
+                    return stop_front(pid, remote, "the login process is gone");
+                }
+                continue;
+            }
+            SaslReply::Done { login, outcome } => (login, outcome),
+        };
+        sasl = None;
+        let who = if login.is_empty() {
+            "-".to_string()
+        } else {
+            session::sanitize(&login)
+        };
         let delay = || std::thread::sleep(settings.auth_delay.saturating_sub(begun.elapsed()));
         let verdict = match &outcome {
             Ok(_) => Verdict::Granted,
@@ -311,12 +360,16 @@ impl Front<'_> {
         };
         // A handshake, then its version and suite reported to the back.
         let mut handshake = || -> Result<(tls::Link, String), String> {
-            let Some(config) = tls_config.clone() else {
+            let Some(loaded) = &tls_config else {
                 return Err("TLS is not configured".into());
             };
-            let link = tls::Link::accept(config, stdin())?;
+            let link = tls::Link::accept(loaded.config.clone(), stdin())?;
             let what = link.describe();
-            let report = Request::Tls { what: what.clone() };
+            let report = Request::Tls {
+                what: what.clone(),
+                end_point: loaded.end_point.clone(),
+                exporter: link.exporter().unwrap_or_default(),
+            };
             report
                 .write_to(&mut reports)
                 .map_err(|e| format!("reporting TLS to the back: {e}"))?;
@@ -388,6 +441,28 @@ struct Relay {
     pipe: UnixStream,
 }
 
+impl Relay {
+    /// Sends one request and reads the back's verdict, as the session sees it (the login is
+    /// the back's to log, so none is named here).
+    fn ask(&mut self, request: &Request) -> SaslReply {
+        let done = |outcome| SaslReply::Done {
+            login: String::new(),
+            outcome,
+        };
+        let gone = || done(Err(Denied::Fatal("the back is gone".into())));
+        if request.write_to(&mut self.pipe).is_err() {
+            return gone();
+        }
+        match Verdict::read_from(&mut self.pipe) {
+            Ok(Ok(Verdict::Challenge(bytes))) => SaslReply::Challenge(bytes),
+            Ok(Ok(Verdict::Granted)) => done(Ok(Granted::Elsewhere)),
+            Ok(Ok(Verdict::Wrong)) => done(Err(Denied::Wrong(String::new()))),
+            Ok(Ok(Verdict::Outage)) => done(Err(Denied::Outage(String::new()))),
+            Ok(Ok(Verdict::Fatal)) | Ok(Err(_)) | Err(_) => gone(),
+        }
+    }
+}
+
 impl Authenticator for Relay {
     fn authenticate(&mut self, c: &Credentials) -> Result<Granted, Denied> {
         let request = match c {
@@ -400,15 +475,32 @@ impl Authenticator for Relay {
                 password: crate::store::Secret::new(password.to_vec()),
             },
         };
-        let gone = || Denied::Fatal("the back is gone".into());
-        request.write_to(&mut self.pipe).map_err(|_| gone())?;
-        drop(request);
-        match Verdict::read_from(&mut self.pipe) {
-            Ok(Ok(Verdict::Granted)) => Ok(Granted::Elsewhere),
-            Ok(Ok(Verdict::Wrong)) => Err(Denied::Wrong(String::new())),
-            Ok(Ok(Verdict::Outage)) => Err(Denied::Outage(String::new())),
-            Ok(Ok(Verdict::Fatal)) | Ok(Err(_)) | Err(_) => Err(gone()),
+        match self.ask(&request) {
+            SaslReply::Done { outcome, .. } => outcome,
+            SaslReply::Challenge(_) => Err(Denied::Fatal("the back sent a challenge".into())),
         }
+    }
+
+    fn sasl_start(&mut self, mechanism: Mechanism, initial: Option<&[u8]>) -> SaslReply {
+        self.ask(&Request::SaslStart {
+            mechanism: mechanism.name().to_string(),
+            initial: initial.map(|i| crate::store::Secret::new(i.to_vec())),
+        })
+    }
+
+    fn sasl_respond(&mut self, response: &[u8]) -> SaslReply {
+        if response.len() > crate::auth::sasl::MAX_MESSAGE {
+            return self.sasl_abort("response too long");
+        }
+        self.ask(&Request::SaslRespond {
+            response: crate::store::Secret::new(response.to_vec()),
+        })
+    }
+
+    fn sasl_abort(&mut self, reason: &str) -> SaslReply {
+        self.ask(&Request::SaslAbort {
+            reason: reason.to_string(),
+        })
     }
 
     fn logged_elsewhere(&self) -> bool {

@@ -44,9 +44,17 @@ const MAX_CERT: u64 = 1 << 20;
 /// The largest key file read.
 const MAX_KEY: u64 = 64 << 10;
 
+/// What [`load`] gives one connection.
+pub struct Loaded {
+    pub config: Arc<ServerConfig>,
+    /// SCRAM-SHA-256-PLUS's tls-server-end-point binding: the hash of the server's certificate
+    /// (RFC 5929 §4.1: SHA-256, unless the certificate is signed with SHA-384 or SHA-512).
+    pub end_point: Vec<u8>,
+}
+
 /// Reads the certificate chain and the key and builds the server's TLS configuration; the
 /// error is for the log.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+pub fn load(cert: &Path, key: &Path) -> Result<Loaded, String> {
     let chain_pem = read(cert, MAX_CERT, false)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
@@ -57,6 +65,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
             cert.display()
         ));
     }
+    let end_point = end_point_hash(&chain[0]);
     let mut key_pem = read(key, MAX_KEY, true)?;
     let parsed = PrivateKeyDer::from_pem_slice(&key_pem);
     wipe(&mut key_pem);
@@ -77,7 +86,64 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     // One connection per process: resumption could never find its session again.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
-    Ok(Arc::new(config))
+    Ok(Loaded {
+        config: Arc::new(config),
+        end_point,
+    })
+}
+
+/// RFC 5929 §4.1's hash of a certificate: the hash of its signature algorithm, SHA-256 for
+/// MD5, SHA-1 and anything else.
+fn end_point_hash(cert: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+    const ECDSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+    const RSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+    const RSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+    match signature_algorithm(cert) {
+        Some(oid) if oid == ECDSA_SHA384 || oid == RSA_SHA384 => {
+            sha2::Sha384::digest(cert).to_vec()
+        }
+        Some(oid) if oid == ECDSA_SHA512 || oid == RSA_SHA512 => {
+            sha2::Sha512::digest(cert).to_vec()
+        }
+        _ => sha2::Sha256::digest(cert).to_vec(),
+    }
+}
+
+/// The OID of a DER certificate's outer signatureAlgorithm (RFC 5280 §4.1.1.2).
+fn signature_algorithm(cert: &[u8]) -> Option<&[u8]> {
+    /// One DER element: its tag, its contents and what follows it.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |l, &b| l << 8 | usize::from(b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, certificate, _) = element(cert)? else {
+        return None;
+    };
+    let (0x30, _, rest) = element(certificate)? else {
+        return None;
+    };
+    let (0x30, algorithm, _) = element(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = element(algorithm)? else {
+        return None;
+    };
+    Some(oid)
 }
 
 /// Reads an administrator's TLS file; for the key, the ownership and mode are checked on the
@@ -193,6 +259,20 @@ impl Link {
             .negotiated_cipher_suite()
             .map_or("unknown".to_string(), |s| format!("{:?}", s.suite()));
         format!("{version}/{suite}")
+    }
+
+    /// SCRAM-SHA-256-PLUS's tls-exporter binding (RFC 9266): 32 bytes exported with the
+    /// label `EXPORTER-Channel-Binding`; only under TLS 1.3, where it is unique per connection.
+    pub fn exporter(&self) -> Option<Vec<u8>> {
+        let inner = self.inner.borrow();
+        if inner.conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return None;
+        }
+        let out = inner
+            .conn
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()?;
+        Some(out.to_vec())
     }
 
     /// Ends TLS cleanly (a close_notify), as the session ends before any login.
@@ -381,5 +461,32 @@ impl Write for &Link {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.borrow_mut().push()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A certificate's outer signature algorithm picks the end-point hash (RFC 5929 §4.1):
+    /// SHA-256 for an ecdsa-with-SHA256 certificate, SHA-384 for one signed with SHA-384.
+    #[test]
+    fn end_point_hash_follows_the_signature_algorithm() {
+        use sha2::Digest;
+        for (alg, len) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, 32),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, 48),
+        ] {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            let der = cert.der().to_vec();
+            let hash = super::end_point_hash(&der);
+            assert_eq!(hash.len(), len);
+            if len == 32 {
+                assert_eq!(hash, sha2::Sha256::digest(&der).to_vec());
+            } else {
+                assert_eq!(hash, sha2::Sha384::digest(&der).to_vec());
+            }
+        }
+        assert_eq!(super::signature_algorithm(b"\x30\x03\x02\x01"), None);
     }
 }

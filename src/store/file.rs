@@ -16,6 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::sasl::{ScramKeys, SCRAM_ITERATIONS};
 use crate::error::{Error, Result, Unsafe};
 use crate::store::atomic::{self, check_regular, open_nofollow, unsafe_file, Lock};
 use crate::system::accounts::{validate_ext, Account};
@@ -23,6 +24,9 @@ use crate::system::privilege::AsAccount;
 use crate::system::wipe::wipe;
 
 use super::record::{decode, encode, Record, Secret};
+
+/// Bytes of a new SCRAM salt (RFC 5802 asks for a random one per password).
+const SALT_LEN: usize = 16;
 
 /// Largest store file read.
 const MAX_FILE_LEN: u64 = 8192;
@@ -123,6 +127,10 @@ pub fn write(
     if let Some(ext) = ext {
         validate_ext(ext)?;
     }
+    // SCRAM's keys first, outside the lock: PBKDF2 is the slow part of a write.
+    let mut salt = vec![0u8; SALT_LEN];
+    crate::system::random::fill(&mut salt).map_err(|e| Error::io(Path::new("getrandom"), e))?;
+    let keys = ScramKeys::derive(secret, &salt, SCRAM_ITERATIONS);
     let _as = AsAccount::enter(account)?;
     let _lock = Lock::acquire(&lock_path(account), lock_wait)?;
     let path = path(account, ext);
@@ -136,6 +144,7 @@ pub fn write(
         secret: Secret::new(secret.to_vec()),
         changed: Some(changed),
         by: Some(by.to_string()),
+        scram: Some(keys),
     };
     let mut bytes = encode(&record);
     let result = atomic::replace(&path, &bytes, 0o600);

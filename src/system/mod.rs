@@ -5,6 +5,7 @@
 //! - [`sandbox`]: the chroot, identity and limits of ipop3d's pre-login front.
 //! - [`seccomp`]: that front's system-call allow-list.
 //! - [`process`]: SIGINT ignored around a prompt, and forked worker processes.
+//! - [`random`]: bytes from the kernel's generator (SCRAM salts and nonces).
 //! - [`wipe`]: the one routine that erases secrets and passwords from memory.
 //!
 //! This is the only module allowed `unsafe` code (the crate root denies it everywhere else);
@@ -14,6 +15,7 @@
 pub mod accounts;
 pub mod privilege;
 pub mod process;
+pub mod random;
 pub mod sandbox;
 pub mod seccomp;
 pub mod wipe;

@@ -198,6 +198,8 @@ pub fn session_in(root: &Path, data: &[u8]) {
         plaintext_over_tls: true,
         // STLS is answered (and ends the run) as where TLS is configured.
         tls: crate::pop3::session::Tls::Offered,
+        // AUTH is parsed and answered; the fixed authenticator refuses every exchange.
+        sasl: crate::auth::sasl::Mechanism::ALL.to_vec(),
         auth_delay: std::time::Duration::ZERO,
         max_auth_failures: 3,
         timestamp: "<1.2@fuzz>".into(),
@@ -219,4 +221,115 @@ pub fn session_in(root: &Path, data: &[u8]) {
         .map(|d| std::fs::read_dir(maildir.join(d)).unwrap().count())
         .sum();
     assert_eq!(left + summary.deleted, messages.len(), "{summary:?}");
+}
+
+/// A SASL exchange (`crate::auth::sasl`) fed arbitrary client messages: never a panic, and
+/// never a `Success`, since the account's password is 32 random bytes no input holds by
+/// chance (and the absent account has none). `data`'s first byte picks the mechanism (bits
+/// 0-2), the TLS bindings (bits 3-4: none, end-point, exporter, both), an initial response
+/// (bit 5), an absent account (bit 6), and calls in any order (bit 7: each message's first
+/// byte then picks start, provide or respond); the rest, split at 0xff, are the messages.
+/// Also: every failure reason is a short line of printable ASCII, every looked-up login is
+/// 1 to 255 bytes without NUL, and once the exchange has ended every call fails.
+pub fn sasl(data: &[u8]) {
+    use crate::auth::sasl::{
+        ChannelBinding, Context, Credential, Exchange, Mechanism, ScramKeys, Step, MAX_FIELD,
+        MAX_MESSAGE, SCRAM_ITERATIONS,
+    };
+    const SECRET: &[u8] = b"\xb1\x6b\x48\x13\xe7\x24\x5a\xd7\xa8\x2d\x57\x80\x3b\xd2\x5e\x58\
+        \xe1\x36\x70\xb3\x38\xc6\xd0\x42\x72\xec\xd5\xa7\x7c\xfb\x4f\xd6";
+    const SALT: &[u8] = b"fuzz salt";
+    static KEYS: std::sync::OnceLock<ScramKeys> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| ScramKeys::derive(SECRET, SALT, SCRAM_ITERATIONS));
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let mechanism = Mechanism::ALL[usize::from(pick & 7) % Mechanism::ALL.len()];
+    let tls = match (pick >> 3) & 3 {
+        0 => None,
+        n => Some(ChannelBinding {
+            server_end_point: (n & 1 != 0).then(|| vec![0x5a; 32]),
+            exporter: (n & 2 != 0).then(|| vec![0xa5; 32]),
+        }),
+    };
+    assert_eq!(Mechanism::from_name(mechanism.log_name()), Some(mechanism));
+    let scram = !mechanism.is_plaintext() && mechanism != Mechanism::CramMd5;
+    let credential = match (pick & 0x40 != 0, scram) {
+        (true, _) => Credential::Absent {
+            salt: SALT,
+            iterations: SCRAM_ITERATIONS,
+        },
+        (false, true) => Credential::Scram(keys),
+        (false, false) => Credential::Secret(SECRET),
+    };
+    let chaos = pick & 0x80 != 0;
+    let bound = tls.as_ref().is_some_and(ChannelBinding::any);
+    let mut x = Exchange::new(
+        mechanism,
+        Context {
+            cram_challenge: "<1896.697170952@fuzz.example>".into(),
+            server_nonce: "fuzz-server-nonce".into(),
+            tls,
+        },
+    );
+    assert_eq!(x.mechanism(), mechanism);
+    let mut messages = rest.split(|&b| b == 0xff);
+    let mut step = if pick & 0x20 != 0 {
+        x.start(messages.next())
+    } else {
+        x.start(None)
+    };
+    if mechanism.needs_tls() && !bound {
+        assert!(matches!(step, Step::Failure(_)), "-PLUS without a binding");
+    }
+    let mut ended = false;
+    loop {
+        match &step {
+            Step::Success { login } => {
+                panic!("{} proved {login:?} without the secret", mechanism.name())
+            }
+            Step::Failure(reason) => {
+                assert!(
+                    reason.len() <= 120 && reason.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                    "{reason:?}"
+                );
+                assert!(x.is_finished());
+                if ended {
+                    break;
+                }
+                ended = true;
+            }
+            Step::Lookup { login } => {
+                assert!(!ended, "a lookup after the end");
+                assert!(!login.is_empty() && login.len() <= MAX_FIELD && !login.contains('\0'));
+            }
+            Step::Challenge(bytes) => {
+                assert!(!ended, "a challenge after the end");
+                assert!(bytes.len() <= 2 * MAX_MESSAGE, "{} bytes", bytes.len());
+            }
+        }
+        step = if chaos {
+            let Some(message) = messages.next() else {
+                break;
+            };
+            match message.split_first() {
+                None => x.start(None),
+                Some((&b, rest)) => match b % 4 {
+                    0 => x.start(Some(rest)),
+                    1 => x.provide(credential),
+                    _ => x.respond(rest),
+                },
+            }
+        } else if matches!(step, Step::Lookup { .. }) {
+            x.provide(credential)
+        } else if ended {
+            // The one call after the end: it must fail too.
+            x.respond(messages.next().unwrap_or_default())
+        } else {
+            let Some(message) = messages.next() else {
+                break;
+            };
+            x.respond(message)
+        };
+    }
 }

@@ -57,3 +57,8 @@ fn session_corpus() {
         apoptools::testing::fuzzing::session_in(root, data)
     });
 }
+
+#[test]
+fn sasl_corpus() {
+    run("sasl", apoptools::testing::fuzzing::sasl);
+}

@@ -12,10 +12,11 @@ use crate::harness::{World, IPOP3D};
 pub fn config(world: &World, name: &str, extra: &str) -> PathBuf {
     let path = world.path().join(name);
     let text = format!(
-        "passwd_file = {}\ndisabled_file = {}\nlogin_chroot = {}\n{extra}",
+        "passwd_file = {}\ndisabled_file = {}\nlogin_chroot = {}\nscram_salt_key = {}\n{extra}",
         world.path().join("passwd").display(),
         world.disabled_path().display(),
-        world.login_chroot().display()
+        world.login_chroot().display(),
+        world.scram_salt_key().display()
     );
     std::fs::write(&path, text).unwrap();
     path

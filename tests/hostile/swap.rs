@@ -41,6 +41,7 @@ fn store_file_swapped_between_check_and_open_root() {
         secret: Secret::new(secret_r.as_bytes().to_vec()),
         changed: Some(0),
         by: Some("root".into()),
+        scram: None,
     };
     std::fs::write(&root_file, store::encode(&record)).unwrap();
     std::fs::set_permissions(&root_file, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -232,6 +232,7 @@ impl World {
                 secret: Secret::new(secret.as_bytes().to_vec()),
                 changed: Some(0),
                 by: Some("test".into()),
+                scram: None,
             };
             self.write_as(
                 account,
@@ -300,6 +301,16 @@ impl World {
         dir
     }
 
+    /// The world's SCRAM salt key file, made (32 fixed bytes, mode 0600) if missing.
+    pub fn scram_salt_key(&self) -> PathBuf {
+        let key = self.path().join("scram-salt-key");
+        if !key.exists() {
+            let bytes: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+            write_file(&key, &bytes, 0o600);
+        }
+        key
+    }
+
     /// Writes the config file (the servers do it when they start).
     pub fn write_config(&self) {
         let mut text = format!(
@@ -314,6 +325,12 @@ impl World {
                 "login_chroot = {}\n",
                 self.login_chroot().display()
             ));
+        }
+        if !self.settings.iter().any(|(k, _)| k == "scram_salt_key") {
+            // ipop3d would make its SCRAM salt key on first use (in /etc by default): the
+            // world has its own, made now, so sessions change nothing in the world.
+            let key = self.scram_salt_key();
+            text.push_str(&format!("scram_salt_key = {}\n", key.display()));
         }
         for (k, v) in &self.settings {
             text.push_str(&format!("{k} = {v}\n"));

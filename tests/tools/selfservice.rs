@@ -74,11 +74,20 @@ fn stdin_set_check_status_delete() {
     );
 
     let file = std::fs::read(alice.apop()).unwrap();
-    assert!(file.starts_with(b"apoptools-secret 1\n"), "{file:?}");
-    // The documented format: neither the CR nor the second line were stored.
+    let text = String::from_utf8_lossy(&file);
+    assert!(text.starts_with("apoptools-secret 2\n"), "{text}");
+    // The documented format: neither the CR nor the second line were stored; SCRAM's keys
+    // follow the secret (iterations, then base64 salt, StoredKey and ServerKey).
+    let (_, tail) = text
+        .split_once("\nsecret pass:word with spaces\nscram-sha-256 4096 ")
+        .unwrap_or_else(|| panic!("{text}"));
+    let fields: Vec<&str> = tail.trim_end_matches('\n').split(' ').collect();
+    assert_eq!(fields.len(), 3, "{text}");
+    assert_eq!(fields[0].len(), 24, "a 16-byte salt: {text}");
+    assert_eq!((fields[1].len(), fields[2].len()), (44, 44), "{text}");
     assert!(
-        file.ends_with(b"\nsecret pass:word with spaces\n"),
-        "{file:?}"
+        text.ends_with('\n') && text.matches('\n').count() == 5,
+        "{text}"
     );
     let meta = std::fs::symlink_metadata(alice.apop()).unwrap();
     use std::os::unix::fs::MetadataExt;
@@ -374,6 +383,6 @@ fn a_legacy_apoptools_file_still_works() {
         .success();
     assert!(std::fs::read(alice.apop())
         .unwrap()
-        .starts_with(b"apoptools-secret 1\n"));
+        .starts_with(b"apoptools-secret 2\n"));
     assert!(world.verifies("alice", "a new password"));
 }

@@ -1,19 +1,27 @@
-//! authorization: CAPA, USER, PASS and APOP, and the login they lead to (RFC 1939 §4, §7).
+//! authorization: CAPA, USER, PASS, APOP, STLS and AUTH, and the login they lead to (RFC 1939
+//! §4, §7; RFC 2595; RFC 5034).
 //!
-//! Guarantees: every failed login, whatever the cause, gets the same reply after the same total
-//! delay (`auth_delay`, measured from the command), and the reason goes to the log only; after
-//! `max_auth_failures` the connection closes. A login the authenticator grants opens the
-//! maildrop (as the account) and moves the session to TRANSACTION.
+//! Guarantees: every failed login, whatever the cause or the mechanism (a wrong password, an
+//! unknown user, a cancelled or malformed SASL exchange), gets the same reply after the same
+//! total delay (`auth_delay`, measured from the client's last line), counts once, and its
+//! reason goes to the log only; after `max_auth_failures` the connection closes. A login the
+//! authenticator grants opens the maildrop (as the account) and moves the session to
+//! TRANSACTION. AUTH offers exactly the mechanisms [`Settings::mechanisms_now`] allows, the
+//! same list CAPA's SASL line shows.
 
 use std::io::{self, Write};
 use std::time::Instant;
 
+use base64::Engine;
+
+use crate::auth::sasl::Mechanism;
 use crate::error::Error;
 use crate::maildir::Maildrop;
-use crate::pop3::wire::{Password, Response};
+use crate::pop3::wire::{LineError, Password, Response};
 
 use super::{
-    sanitize, Authenticator, Credentials, Denied, End, Flow, Granted, Output, Session, State, Tls,
+    sanitize, Authenticator, Credentials, Denied, End, Flow, Granted, Output, SaslReply, Session,
+    Settings, State, Tls,
 };
 
 impl<A: Authenticator> Session<'_, A> {
@@ -29,6 +37,7 @@ impl<A: Authenticator> Session<'_, A> {
         if self.settings.plaintext_allowed() {
             caps.push("USER");
         }
+        let sasl = sasl_capability(&self.settings);
         caps.extend([
             "RESP-CODES",
             "AUTH-RESP-CODE",
@@ -36,6 +45,9 @@ impl<A: Authenticator> Session<'_, A> {
             "EXPIRE NEVER",
             implementation,
         ]);
+        if let Some(line) = &sasl {
+            caps.push(line);
+        }
         for c in caps {
             out.send(&Response::Capability(c))?;
         }
@@ -57,12 +69,7 @@ impl<A: Authenticator> Session<'_, A> {
                     self.settings.tls_field()
                 ),
             );
-            // Where TLS would make it acceptable, the reply says so.
-            let reply = if self.settings.tls == Tls::Offered && self.settings.plaintext_over_tls {
-                Response::PlaintextNeedsTls
-            } else {
-                Response::PlaintextDisabled
-            };
+            let reply = plaintext_refusal(&self.settings);
             return self.failed(started, reply, out);
         } else {
             self.state = State::Authorization { user: Some(name) };
@@ -138,10 +145,118 @@ impl<A: Authenticator> Session<'_, A> {
 
     fn login<W: Write>(&mut self, creds: &Credentials, out: &mut Output<W>) -> io::Result<Flow> {
         let started = Instant::now();
-        let who = sanitize(creds.login());
-        let method = creds.method();
+        let outcome = self.auth.authenticate(creds);
+        self.finish_login(creds.login(), creds.method(), outcome, started, out)
+    }
+
+    /// `AUTH` alone: the mechanisms on offer now, one per line (Outlook's discovery).
+    pub(super) fn auth_list<W: Write>(&mut self, out: &mut Output<W>) -> io::Result<Flow> {
+        out.send(&Response::AuthListing)?;
+        for m in self.settings.mechanisms_now() {
+            out.send(&Response::Capability(m.name()))?;
+        }
+        out.send(&Response::End)?;
+        Ok(Flow::Go)
+    }
+
+    /// `AUTH mechanism [initial-response]` (RFC 5034).
+    pub(super) fn auth<W: Write>(
+        &mut self,
+        name: &str,
+        initial: Option<Password>,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        let started = Instant::now();
+        self.state = State::Authorization { user: None };
+        let offered = Mechanism::from_name(name).filter(|m| self.settings.sasl.contains(m));
+        let Some(mechanism) = offered.filter(|m| !m.needs_tls() || self.tls_active()) else {
+            out.send(&Response::UnknownMechanism)?;
+            return Ok(Flow::Go);
+        };
+        let method = mechanism.log_name();
+        if mechanism.is_plaintext() && !self.settings.plaintext_allowed() {
+            let tls = self.settings.tls_field();
+            (self.log)(
+                "login",
+                &format!(
+                    "user=- method={method} result=fail reason=\"plaintext not allowed\"{tls}"
+                ),
+            );
+            let reply = plaintext_refusal(&self.settings);
+            return self.failed(started, reply, out);
+        }
+        let reply = match initial.as_ref().map(decode) {
+            None => self.auth.sasl_start(mechanism, None),
+            Some(Ok(bytes)) => self.auth.sasl_start(mechanism, Some(bytes.as_bytes())),
+            Some(Err(())) => SaslReply::failed("", "initial response not base64"),
+        };
+        self.sasl_reply(mechanism, reply, started, out)
+    }
+
+    /// A line during a SASL exchange: `*` cancels; anything else is base64 for the mechanism.
+    pub(super) fn sasl_line<W: Write>(
+        &mut self,
+        line: Result<Password, LineError>,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        let started = Instant::now();
+        let Some(mechanism) = self.sasl else {
+            out.send(&Response::WrongState)?;
+            return Ok(Flow::Go);
+        };
+        let reply = match line {
+            Ok(l) if l.as_bytes() == b"*" => self.auth.sasl_abort("cancelled by the client"),
+            Ok(l) => match decode(&l) {
+                Ok(bytes) => self.auth.sasl_respond(bytes.as_bytes()),
+                Err(()) => self.auth.sasl_abort("response not base64"),
+            },
+            Err(_) => self.auth.sasl_abort("response too long"),
+        };
+        self.sasl_reply(mechanism, reply, started, out)
+    }
+
+    /// A challenge to send, or the end of the exchange as a login's outcome.
+    fn sasl_reply<W: Write>(
+        &mut self,
+        mechanism: Mechanism,
+        reply: SaslReply,
+        started: Instant,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        match reply {
+            SaslReply::Challenge(bytes) => {
+                self.sasl = Some(mechanism);
+                let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+                out.send(&Response::Challenge(&text))?;
+                Ok(Flow::Go)
+            }
+            SaslReply::Done { login, outcome } => {
+                self.sasl = None;
+                self.finish_login(&login, mechanism.log_name(), outcome, started, out)
+            }
+        }
+    }
+
+    fn tls_active(&self) -> bool {
+        matches!(self.settings.tls, Tls::Active(_))
+    }
+
+    /// The reply to a login's outcome: the failure reply after the delay, or TRANSACTION.
+    fn finish_login<W: Write>(
+        &mut self,
+        login: &str,
+        method: &'static str,
+        outcome: Result<Granted, Denied>,
+        started: Instant,
+        out: &mut Output<W>,
+    ) -> io::Result<Flow> {
+        let who = if login.is_empty() {
+            "-".to_string()
+        } else {
+            sanitize(login)
+        };
         let remote = self.auth.logged_elsewhere();
-        let granted = match self.auth.authenticate(creds) {
+        let granted = match outcome {
             Ok(granted) => granted,
             Err(Denied::Wrong(reason)) => {
                 if !remote {
@@ -241,4 +356,37 @@ impl<A: Authenticator> Session<'_, A> {
             }
         }
     }
+}
+
+/// CAPA's `SASL` line (RFC 2449 §6.3), or none when no mechanism is on offer now.
+fn sasl_capability(settings: &Settings) -> Option<String> {
+    let names: Vec<&str> = settings
+        .mechanisms_now()
+        .into_iter()
+        .map(Mechanism::name)
+        .collect();
+    (!names.is_empty()).then(|| format!("SASL {}", names.join(" ")))
+}
+
+/// The reply to USER or AUTH PLAIN/LOGIN where the plaintext rule forbids them: where TLS
+/// would make them acceptable, the reply says so.
+fn plaintext_refusal(settings: &Settings) -> Response<'static> {
+    if settings.tls == Tls::Offered && settings.plaintext_over_tls {
+        Response::PlaintextNeedsTls
+    } else {
+        Response::PlaintextDisabled
+    }
+}
+
+/// Strict base64 (RFC 4648 with padding), as RFC 5034 requires; `=` alone is the empty
+/// initial response (RFC 5034 §4) and an empty line the empty response.
+fn decode(text: &Password) -> Result<Password, ()> {
+    let bytes = text.as_bytes();
+    if bytes == b"=" {
+        return Ok(Password::new(Vec::new()));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(bytes)
+        .map(Password::new)
+        .map_err(|_| ())
 }

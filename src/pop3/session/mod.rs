@@ -30,6 +30,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::auth::sasl::Mechanism;
 use crate::maildir::{self, Maildrop, Refused};
 use crate::pop3::wire::{Command, LineError, Parser, Response};
 use crate::system::wipe::wipe;
@@ -48,6 +49,9 @@ pub struct Settings {
     pub plaintext_over_tls: bool,
     /// Whether the connection is under TLS, or STLS is offered.
     pub tls: Tls,
+    /// The SASL mechanisms AUTH offers, each still subject to the plaintext rule (PLAIN,
+    /// LOGIN) and to TLS (SCRAM-SHA-256-PLUS): see [`Settings::mechanisms_now`].
+    pub sasl: Vec<Mechanism>,
     /// The total time from a login command to its failure reply.
     pub auth_delay: Duration,
     /// Failed logins after which the connection closes.
@@ -79,6 +83,17 @@ impl Settings {
             Tls::Active(_) => self.plaintext_over_tls,
             Tls::Off | Tls::Offered => self.plaintext,
         }
+    }
+
+    /// The mechanisms AUTH accepts now, in the order CAPA and a bare AUTH list them.
+    pub fn mechanisms_now(&self) -> Vec<Mechanism> {
+        let tls = matches!(self.tls, Tls::Active(_));
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| self.sasl.contains(m))
+            .filter(|m| !m.is_plaintext() || self.plaintext_allowed())
+            .filter(|m| !m.needs_tls() || tls)
+            .collect()
     }
 
     /// ` tls=VERSION/SUITE` for a login log line under TLS; empty otherwise.
@@ -143,9 +158,51 @@ pub enum Granted {
     Elsewhere,
 }
 
+/// The authenticator's answer to one step of a SASL exchange.
+#[derive(Debug)]
+pub enum SaslReply {
+    /// Send this challenge (raw bytes; the session base64-encodes it) and wait for the answer.
+    Challenge(Vec<u8>),
+    /// The exchange is over: the login it named (empty if it never got that far), and the
+    /// outcome, as [`Authenticator::authenticate`]'s.
+    Done {
+        login: String,
+        outcome: Result<Granted, Denied>,
+    },
+}
+
+impl SaslReply {
+    /// A failed exchange.
+    pub fn failed(login: &str, reason: &str) -> SaslReply {
+        SaslReply::Done {
+            login: login.to_string(),
+            outcome: Err(Denied::Wrong(reason.to_string())),
+        }
+    }
+}
+
 /// Checks credentials. On success the process may act only as the account from then on.
 pub trait Authenticator {
     fn authenticate(&mut self, credentials: &Credentials) -> Result<Granted, Denied>;
+
+    /// Starts a SASL exchange with `mechanism` (one [`Settings::mechanisms_now`] allows) and
+    /// the decoded initial response, if the client sent one.
+    fn sasl_start(&mut self, mechanism: Mechanism, initial: Option<&[u8]>) -> SaslReply {
+        let _ = (mechanism, initial);
+        SaslReply::failed("", "no SASL here")
+    }
+
+    /// The client's decoded answer to the last challenge.
+    fn sasl_respond(&mut self, response: &[u8]) -> SaslReply {
+        let _ = response;
+        SaslReply::failed("", "no SASL here")
+    }
+
+    /// The exchange ends without an answer the mechanism can read: the client cancelled
+    /// (`*`), or sent what is not base64 or too long. It is a failed login like any other.
+    fn sasl_abort(&mut self, reason: &str) -> SaslReply {
+        SaslReply::failed("", reason)
+    }
 
     /// Whether the outcome of each login is logged by whoever decided it (the back of the
     /// split) rather than by this session.
@@ -172,7 +229,13 @@ pub fn allowed(state: &State, command: &Command) -> bool {
     match (state, command) {
         (
             State::Authorization { .. },
-            C::User(_) | C::Apop { .. } | C::Quit | C::Capa | C::Stls,
+            C::User(_)
+            | C::Apop { .. }
+            | C::Quit
+            | C::Capa
+            | C::Stls
+            | C::AuthList
+            | C::Auth { .. },
         ) => true,
         (State::Authorization { user }, C::Pass(_)) => user.is_some(),
         (
@@ -199,7 +262,10 @@ pub fn allowed(state: &State, command: &Command) -> bool {
             | C::Uidl(_)
             | C::Capa,
         ) => true,
-        (State::Transaction(_), C::User(_) | C::Pass(_) | C::Apop { .. } | C::Stls) => false,
+        (
+            State::Transaction(_),
+            C::User(_) | C::Pass(_) | C::Apop { .. } | C::Stls | C::AuthList | C::Auth { .. },
+        ) => false,
         (State::Update, _) => false,
     }
 }
@@ -317,6 +383,8 @@ pub struct Session<'a, A: Authenticator> {
     failures: u32,
     /// Commands and malformed lines seen in AUTHORIZATION.
     login_commands: u32,
+    /// The mechanism of the SASL exchange under way: the next line is its client response.
+    sasl: Option<Mechanism>,
     summary: Summary,
 }
 
@@ -329,6 +397,7 @@ impl<'a, A: Authenticator> Session<'a, A> {
             state: State::Authorization { user: None },
             failures: 0,
             login_commands: 0,
+            sasl: None,
             summary: Summary {
                 end: End::Closed,
                 user: None,
@@ -409,8 +478,20 @@ impl<'a, A: Authenticator> Session<'a, A> {
             Err(_) => Some(End::Io),
         };
         while end.is_none() {
-            while let Some(item) = parser.next_item() {
-                match self.handle(item, &mut out) {
+            loop {
+                // During a SASL exchange the next line is the client's response.
+                let flow = if self.sasl.is_some() {
+                    match parser.next_response() {
+                        Some(line) => self.sasl_line(line, &mut out),
+                        None => break,
+                    }
+                } else {
+                    match parser.next_item() {
+                        Some(item) => self.handle(item, &mut out),
+                        None => break,
+                    }
+                };
+                match flow {
                     Ok(Flow::Go) => {}
                     Ok(Flow::Stop(e)) => {
                         end = Some(e);
@@ -493,6 +574,8 @@ impl<'a, A: Authenticator> Session<'a, A> {
         match command {
             Command::Capa => self.capa(out),
             Command::Stls => self.stls(out),
+            Command::AuthList => self.auth_list(out),
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial, out),
             Command::User(name) => self.user(name, out),
             Command::Pass(password) => self.pass(password, out),
             Command::Apop { name, digest } => self.apop(&name, &digest, out),
@@ -612,6 +695,7 @@ mod tests {
             plaintext,
             plaintext_over_tls: plaintext,
             tls: Tls::Off,
+            sasl: Mechanism::ALL.to_vec(),
             auth_delay: Duration::ZERO,
             max_auth_failures: 3,
             timestamp: TS.into(),
@@ -714,7 +798,8 @@ mod tests {
         );
         let capa = format!(
             "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n\
-             PIPELINING\r\nEXPIRE NEVER\r\nIMPLEMENTATION apoptools-{}\r\n.\r\n",
+             PIPELINING\r\nEXPIRE NEVER\r\nIMPLEMENTATION apoptools-{}\r\n\
+             SASL SCRAM-SHA-256 CRAM-MD5\r\n.\r\n",
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(
