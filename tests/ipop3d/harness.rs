@@ -527,28 +527,32 @@ pub fn retr_wire(file: &[u8]) -> Vec<u8> {
 
 /// The seed's message (2006, qmail), with lines starting with "." added.
 pub fn seed_message() -> Vec<u8> {
-    "Return-Path: <i2006000@itl.koeki-u.ac.jp>\n\
-Delivered-To: i2006000@qm200.is.koeki-u.ac.jp\n\
-Received: (qmail 9682 invoked by uid 32200); 10 Mar 2006 07:50:43 -0000\n\
-Message-ID: <20060310075043.9681.qmail@qm200.is.koeki-u.ac.jp>\n\
-From: i2006000@itl.koeki-u.ac.jp\n\
-Date: 10 Mar 2006 16:50:43 +0900\n\
-To: i2006000@qm200.is.koeki-u.ac.jp\n\
-Subject: cal\n\
-\n\
-      3月 2006\n\
-日 月 火 水 木 金 土\n\
-          1  2  3  4\n\
- 5  6  7  8  9 10 11\n\
-12 13 14 15 16 17 18\n\
-19 20 21 22 23 24 25\n\
-26 27 28 29 30 31\n\
-.\n\
-..two dots\n\
-.one dot\n\
-\n"
-    .as_bytes()
-    .to_vec()
+    // One string per line: a `\` continuation would strip the calendar's leading spaces.
+    [
+        "Return-Path: <i2006000@itl.koeki-u.ac.jp>",
+        "Delivered-To: i2006000@qm200.is.koeki-u.ac.jp",
+        "Received: (qmail 9682 invoked by uid 32200); 10 Mar 2006 07:50:43 -0000",
+        "Message-ID: <20060310075043.9681.qmail@qm200.is.koeki-u.ac.jp>",
+        "From: i2006000@itl.koeki-u.ac.jp",
+        "Date: 10 Mar 2006 16:50:43 +0900",
+        "To: i2006000@qm200.is.koeki-u.ac.jp",
+        "Subject: cal",
+        "",
+        "      3月 2006",
+        "日 月 火 水 木 金 土",
+        "          1  2  3  4",
+        " 5  6  7  8  9 10 11",
+        "12 13 14 15 16 17 18",
+        "19 20 21 22 23 24 25",
+        "26 27 28 29 30 31",
+        ".",
+        "..two dots",
+        ".one dot",
+        "",
+        "",
+    ]
+    .join("\n")
+    .into_bytes()
 }
 
 /// A small message number `n`, with a dot line.
