@@ -78,18 +78,20 @@ pub fn command() -> clap::Command {
              2449 and RFC 3206, STLS from RFC 2595 and implicit TLS from RFC 8314) on standard \
              input and output, for tcpserver, inetd or systemd socket activation (Accept=yes). \
              It works with an empty environment.\n\n\
-             Logins use APOP or, when the configuration's `plaintext` allows it, USER/PASS, \
-             both checked against the mail-only password set with apoppasswd(1) (~/.apop, or \
-             ~/.apop-EXT for an extension address user-EXT). Accounts with uid 0 and accounts \
-             disabled with deapop(8) never log in. Every failed login gets the same reply after \
-             the same delay; after `max_auth_failures` failures the connection closes.\n\n\
+             Logins use APOP, SASL (AUTH, RFC 5034: SCRAM-SHA-256, SCRAM-SHA-256-PLUS under \
+             TLS, CRAM-MD5, PLAIN, LOGIN) or USER/PASS, all checked against the mail-only \
+             password set with apoppasswd(1) (~/.apop, or ~/.apop-EXT for an extension address \
+             user-EXT); USER/PASS, PLAIN and LOGIN only where the configuration's `plaintext` \
+             allows them. Accounts with uid 0 and accounts disabled with deapop(8) never log \
+             in. Every failed login, whatever the mechanism, gets the same reply after the same \
+             delay; after `max_auth_failures` failures the connection closes.\n\n\
              TLS (1.2 and 1.3, rustls): with `tls_cert` and `tls_key` set and ipop3d started as \
              root, STLS is offered (port 110) and --implicit-tls speaks TLS from the first byte \
              (port 995). Both files are read for every connection, so a renewed certificate \
              needs no restart; a key not owned by root, writable by its group or open to others \
              refuses the connection with a log line and no greeting. `plaintext = intranet` \
-             allows USER/PASS with INTRANET set or under TLS, `plaintext = tls` under TLS only. \
-             Started as a user, ipop3d never offers TLS.\n\n\
+             allows USER/PASS, PLAIN and LOGIN with INTRANET set or under TLS, `plaintext = \
+             tls` under TLS only. Started as a user, ipop3d never offers TLS.\n\n\
              Started as root, ipop3d serves each connection with two processes: a front, \
              chrooted into `login_chroot` as `login_user` under a seccomp filter, which holds \
              the TLS key and parses every byte before the login; and the back, root until the \
@@ -99,7 +101,8 @@ pub fn command() -> clap::Command {
              the session (a second session gets [IN-USE]), moves new mail to cur/, and lists \
              messages in delivery order. DELE only marks; marked messages are removed at QUIT. \
              A dropped connection or the idle timeout deletes nothing.\n\n\
-             Environment: INTRANET (non-empty: USER/PASS allowed when plaintext = intranet), \
+             Environment: INTRANET (non-empty: USER/PASS, PLAIN and LOGIN allowed when \
+             plaintext = intranet), \
              TCPLOCALHOST (host name in the greeting unless `hostname` is set), TCPREMOTEIP or \
              REMOTE_ADDR (client address for the log). Log lines go to standard error, one \
              per event.",
@@ -108,14 +111,17 @@ pub fn command() -> clap::Command {
             "{}\n\n\
              Files:\n  \
              /etc/apoptools.conf       the configuration (apoptools.conf(5))\n  \
-             ~/.apop, ~/.apop-EXT      the mail-only secrets (apoppasswd(1))\n  \
+             ~/.apop, ~/.apop-EXT      the mail-only secrets and SCRAM keys (apoppasswd(1))\n  \
+             /etc/apoptools/scram-salt-key   the key of SCRAM's salts (scram_salt_key)\n  \
              ~/.qmail-EXT              an extension's first maildir line names its Maildir\n  \
              Maildir/apoptools-pop3.lock   the session lock\n  \
              Maildir/apoptools-sizes   the sizes of the messages, measured once\n  \
              /var/lib/apoptools/empty  the pre-login process's chroot (login_chroot)\n\n\
              Log lines (standard error):\n  \
-             ipop3d: login remote=IP user=NAME method=apop|user result=ok|fail|unavailable \
-             reason=\"...\" [tls=VERSION/SUITE]\n  \
+             ipop3d: login remote=IP user=NAME method=apop|user|plain|login|cram-md5|\
+             scram-sha-256|scram-sha-256-plus result=ok|fail|unavailable reason=\"...\" \
+             [tls=VERSION/SUITE]\n  \
+             ipop3d: scram remote=IP result=unavailable reason=\"...\"\n  \
              ipop3d: tls remote=IP result=fail reason=\"...\"\n  \
              ipop3d: end remote=IP user=NAME result=quit|closed|timeout|... messages=N \
              retrieved=N deleted=N bytes=N duration=S\n\n\
@@ -183,7 +189,7 @@ pub fn main() -> ExitCode {
     let remote = remote_address();
     let config_path = matches.get_one::<PathBuf>("config").cloned();
     let implicit_tls = matches.get_flag("implicit-tls");
-    match run(config_path, implicit_tls, &remote, started) {
+    match run(config_path, implicit_tls, &remote, started, None) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             log_line(
@@ -197,11 +203,37 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Serves one connection as root does, but with `front` in place of the confined front: the
+/// hostile tests' scripted fronts, which must find the back refusing every breach. The exit
+/// status the binary would have.
+#[cfg(feature = "testing")]
+pub fn serve_with_fake_front(config_path: PathBuf, front: super::split::FakeFront) -> u8 {
+    let remote = remote_address();
+    match run(
+        Some(config_path),
+        false,
+        &remote,
+        Instant::now(),
+        Some(front),
+    ) {
+        Ok(code) => code,
+        Err(err) => {
+            log_line(
+                "error",
+                &remote,
+                &format!("reason={:?}", format!("{err:#}")),
+            );
+            crate::error::exit_code(&err)
+        }
+    }
+}
+
 fn run(
     config_path: Option<PathBuf>,
     implicit_tls: bool,
     remote: &str,
     started: Instant,
+    fake_front: Option<super::split::FakeFront>,
 ) -> anyhow::Result<u8> {
     let config = Config::load(config_path.as_deref()).context("reading the configuration")?;
     // Behind a balancer listed in proxy_from, the client's address comes from its PROXY header.
@@ -273,9 +305,13 @@ fn run(
     connection::set_socket_options(config.timeout);
     if root {
         // Nothing privileged reads the client: a confined front does, until the login.
-        return Ok(super::split::serve(
-            &config, settings, tls, auth, remote, started,
-        ));
+        let connection = super::split::Connection {
+            tls_files: tls,
+            remote,
+            started,
+            fake_front,
+        };
+        return Ok(super::split::serve(&config, settings, auth, connection));
     }
     let mut log = |event: &str, fields: &str| log_line(event, remote, fields);
     let input = connection::Stdin {

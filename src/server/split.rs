@@ -54,15 +54,31 @@ pub struct TlsFiles {
     pub implicit: bool,
 }
 
+/// A stand-in for the front (the hostile tests' scripted fronts): it gets the pipe's end and
+/// returns whether it ended well. Never set outside the `testing` feature's entry point.
+pub type FakeFront = Box<dyn FnOnce(UnixStream) -> bool>;
+
+/// What [`serve`] needs to know about the connection besides the configuration.
+pub(super) struct Connection<'a> {
+    pub tls_files: Option<TlsFiles>,
+    pub remote: &'a str,
+    pub started: Instant,
+    pub fake_front: Option<FakeFront>,
+}
+
 /// Serves one connection as front and back; the back's exit status.
 pub(super) fn serve(
     config: &Config,
     mut settings: Settings,
-    tls_files: Option<TlsFiles>,
     mut auth: SystemAuth,
-    remote: &str,
-    started: Instant,
+    connection: Connection,
 ) -> u8 {
+    let Connection {
+        tls_files,
+        remote,
+        started,
+        fake_front,
+    } = connection;
     // Everything the chroot will hide is looked up first.
     let user = match LoginUser::lookup(&config.login_user) {
         Ok(user) => user,
@@ -80,6 +96,9 @@ pub(super) fn serve(
     let timeout = config.timeout;
     let front_tls = tls_files.clone();
     let forked = process::fork_worker(back_end, move || {
+        if let Some(fake) = fake_front {
+            return fake(front_end);
+        }
         let work = Front {
             chroot: &chroot,
             user,

@@ -47,5 +47,9 @@ pub mod deapop {
 }
 
 pub mod ipop3d {
-    pub use crate::server::ipop3d::{command, EXIT_STATUSES};
+    pub use crate::server::ipop3d::{command, serve_with_fake_front, EXIT_STATUSES};
+}
+
+pub mod pipe {
+    pub use crate::server::pipe::{Request, Verdict};
 }

@@ -31,6 +31,7 @@ mod tools_harness;
 mod clients;
 mod direct;
 mod fail_closed;
+mod fake_front;
 mod load;
 mod names;
 mod swap;
