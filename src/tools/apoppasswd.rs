@@ -53,7 +53,9 @@ pub fn command() -> Command {
         .about("Set the mail-only APOP/POP3 password of an account")
         .long_about(
             "Set, generate, check, show or delete the mail-only password that ipop3d accepts \
-             for APOP and USER/PASS logins. It is not the login password.\n\n\
+             for APOP, SASL (SCRAM-SHA-256, CRAM-MD5, PLAIN, LOGIN) and USER/PASS logins. It is \
+             not the login password. Every write stores the password and SCRAM-SHA-256 keys \
+             derived from it (a random 16-byte salt, 4096 iterations).\n\n\
              Without an option apoppasswd asks twice on the terminal (\"Enter APOP Password:\", \
              \"Again APOP Password:\") without echo, and stores the password in ~/.apop (or \
              ~/.apop-EXT for the extension address USER-EXT). Passwords are never taken from \
