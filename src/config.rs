@@ -283,7 +283,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "plaintext",
         default: "intranet",
-        doc: "When ipop3d accepts USER/PASS: `intranet` when the environment variable INTRANET is non-empty (as imapext's RESTRICT_POP) or the connection is under TLS, `tls` only under TLS (STLS or --implicit-tls), `always`, or `never`. CAPA lists USER only where it is accepted. APOP is always accepted.",
+        doc: "When ipop3d accepts USER/PASS and the SASL mechanisms PLAIN and LOGIN: `intranet` when the environment variable INTRANET is non-empty (as imapext's RESTRICT_POP) or the connection is under TLS, `tls` only under TLS (STLS or --implicit-tls), `always`, or `never`. CAPA lists USER, and PLAIN and LOGIN in its SASL line, only where they are accepted. APOP, CRAM-MD5 and SCRAM-SHA-256 are always accepted.",
     },
     Key {
         name: "min_length",
@@ -328,7 +328,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "max_login_commands",
         default: "30",
-        doc: "Commands ipop3d answers before a login succeeds (1 to 10000); the next one gets a goodbye and the connection closes. A command refused because plaintext logins are off (USER, PASS) counts as a failed login too, with its delay.",
+        doc: "Commands ipop3d answers before a login succeeds (1 to 10000); the next one gets a goodbye and the connection closes. A command refused because plaintext logins are off (USER, PASS, AUTH PLAIN or LOGIN) counts as a failed login too, with its delay. The lines of a SASL exchange after its AUTH command are not counted here (each mechanism has a bounded number).",
     },
     Key {
         name: "login_timeout",

@@ -384,26 +384,31 @@ fn salt_key(config: &Config, remote: &str) -> Option<Secret> {
     unusable("it vanished after it was made".into())
 }
 
-/// Makes a salt key file: 32 random bytes, created exclusively (a concurrent maker's file
-/// wins), mode 0600.
+/// Makes a salt key file: 32 random bytes, mode 0600, written and synced under a temporary
+/// name and then linked into place, so no reader ever sees it short and a concurrent maker's
+/// file, if it came first, wins.
 fn make_salt_key(path: &std::path::Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     // The bytes go into a Secret at once, so they are wiped however this ends.
     let mut key = Secret::new(vec![0u8; 32]);
     crate::system::random::fill(key.as_mut_bytes())?;
-    let made = std::fs::OpenOptions::new()
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path);
-    match made {
-        Ok(mut file) => {
+        .open(&temp)
+        .and_then(|mut file| {
             file.write_all(key.as_bytes())?;
             file.sync_all()
-        }
+        });
+    let linked = written.and_then(|()| match std::fs::hard_link(&temp, path) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
+        other => other,
+    });
+    let _ = std::fs::remove_file(&temp);
+    linked
 }
 
 /// The real credential check: accounts, disable list, store, then the permanent drop.
@@ -483,6 +488,21 @@ impl SystemAuth<'_> {
         )
     }
 
+    /// The salt stored for an account that exists but may not log in (disabled, say), so that
+    /// SCRAM shows it the salt it showed before; `None` for a name that is no account, for
+    /// uid or gid 0, and for a record without SCRAM keys.
+    fn refused_salt(&self, login: &str) -> Option<Vec<u8>> {
+        let login = self
+            .accounts
+            .resolve_login(login, self.config.ext_delimiter)
+            .ok()?;
+        if login.account.uid == 0 || login.account.gid == 0 {
+            return None;
+        }
+        let record = store::read(&login.account, login.ext.as_deref()).ok()?;
+        record.scram.map(|keys| keys.salt)
+    }
+
     /// The mechanisms this connection can offer: all but SCRAM without a salt key.
     pub(super) fn mechanisms(&self) -> Vec<Mechanism> {
         Mechanism::ALL
@@ -518,8 +538,18 @@ impl SystemAuth<'_> {
                     let Some(run) = self.exchange.as_mut() else {
                         return SaslReply::failed(&login, "no SASL exchange under way");
                     };
+                    let real_salt = match (&found, run.exchange.mechanism()) {
+                        (Err(_), Mechanism::ScramSha256 | Mechanism::ScramSha256Plus) => {
+                            self.refused_salt(&login)
+                        }
+                        _ => None,
+                    };
+                    let Some(run) = self.exchange.as_mut() else {
+                        return SaslReply::failed(&login, "no SASL exchange under way");
+                    };
                     let salt_key = self.sasl.salt_key.as_ref();
-                    let step = provide(&mut run.exchange, &found, &login, salt_key);
+                    let salt = real_salt.as_deref();
+                    let step = provide(&mut run.exchange, &found, &login, salt_key, salt);
                     run.found = Some(found.map(|(login, _)| login));
                     step
                 }
@@ -577,6 +607,7 @@ fn provide(
     found: &Result<(Login, crate::store::record::Record), String>,
     login: &str,
     salt_key: Option<&Secret>,
+    real_salt: Option<&[u8]>,
 ) -> Step {
     let scram = matches!(
         exchange.mechanism(),
@@ -601,12 +632,14 @@ fn provide(
             exchange.provide(Credential::Scram(keys))
         }
         Ok((_, record)) => exchange.provide(Credential::Secret(record.secret.as_bytes())),
-        Err(_) => match &absent_salt {
-            Some(salt) => exchange.provide(Credential::Absent {
+        Err(_) => match (real_salt, absent_salt.as_deref()) {
+            // A refused account (disabled, say) with keys shows its own salt, so refusing it
+            // does not change what a client sees.
+            (Some(salt), _) | (None, Some(salt)) => exchange.provide(Credential::Absent {
                 salt,
                 iterations: SCRAM_ITERATIONS,
             }),
-            None => exchange.provide(Credential::Absent {
+            (None, None) => exchange.provide(Credential::Absent {
                 salt: b"",
                 iterations: SCRAM_ITERATIONS,
             }),
