@@ -151,6 +151,23 @@ impl Pop {
         })
     }
 
+    /// Reads the first line on `stream`, whatever it is (empty if the stream ends first).
+    pub fn over_unchecked(stream: TcpStream) -> Pop {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        let conn = Conn {
+            tcp: Arc::new(stream),
+            tls: None,
+        };
+        let mut pop = Pop {
+            reader: BufReader::new(conn.clone()),
+            writer: conn,
+            greeting: String::new(),
+        };
+        pop.greeting = pop.try_line().unwrap_or_default();
+        pop
+    }
+
     fn greeted(conn: Conn) -> Pop {
         let mut pop = Pop {
             reader: BufReader::new(conn.clone()),

@@ -59,9 +59,19 @@ fn haproxy(dir: &std::path::Path, v2_port: u16, v1_port: u16) -> Haproxy {
         .spawn()
         .expect("start haproxy");
     let proxy = Haproxy { child, port };
+    // Ready once a whole session goes through: a probe that only connected and hung up could
+    // reach a listener before HAProxy had sent any header, and be refused there.
     let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < PATIENCE, "haproxy did not listen");
+    loop {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut pop = Pop::over_unchecked(stream);
+            if pop.greeting.starts_with("+OK") {
+                pop.ok("QUIT");
+                pop.expect_closed();
+                break;
+            }
+        }
+        assert!(start.elapsed() < PATIENCE, "haproxy did not pass a session on");
         std::thread::sleep(Duration::from_millis(20));
     }
     proxy
