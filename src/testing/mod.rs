@@ -34,6 +34,7 @@ pub mod error {
 }
 
 pub mod store {
+    pub use crate::auth::sasl::ScramKeys;
     pub use crate::store::record::{encode, Record};
     pub use crate::store::{path, read, write, Secret};
 }

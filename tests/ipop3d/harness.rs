@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use apoptools::testing::accounts::Account;
 use apoptools::testing::disable::{DisableList, Mark};
-use apoptools::testing::store::{self, Record, Secret};
+use apoptools::testing::store::{self, Record, ScramKeys, Secret};
 
 use crate::client::Pop;
 
@@ -232,7 +232,9 @@ impl World {
                 secret: Secret::new(secret.as_bytes().to_vec()),
                 changed: Some(0),
                 by: Some("test".into()),
-                scram: None,
+                // As the library writes it: SCRAM keys too, with a 16-byte salt (fixed per
+                // name here, random in the library).
+                scram: Some(ScramKeys::derive(secret.as_bytes(), &test_salt(account), 4096)),
             };
             self.write_as(
                 account,
@@ -446,6 +448,16 @@ impl TlsFiles {
         write_file(&files.key, files.key_pem.as_bytes(), 0o600);
         files
     }
+}
+
+/// The 16-byte SCRAM salt of the records the harness writes as root: the account's name,
+/// padded with dots.
+fn test_salt(account: &Account) -> [u8; 16] {
+    let mut salt = [b'.'; 16];
+    for (slot, b) in salt.iter_mut().zip(account.name.bytes()) {
+        *slot = b;
+    }
+    salt
 }
 
 /// Writes a file (any name bytes) owned by `user`, mode 0600.

@@ -26,6 +26,8 @@ mod fail_closed;
 mod maildrop;
 mod privilege;
 mod proxy;
+mod sasl;
+mod sasl_clients;
 mod session;
 mod split;
 mod tcpserver;

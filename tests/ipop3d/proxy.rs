@@ -71,7 +71,10 @@ fn haproxy(dir: &std::path::Path, v2_port: u16, v1_port: u16) -> Haproxy {
                 break;
             }
         }
-        assert!(start.elapsed() < PATIENCE, "haproxy did not pass a session on");
+        assert!(
+            start.elapsed() < PATIENCE,
+            "haproxy did not pass a session on"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     proxy

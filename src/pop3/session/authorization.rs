@@ -188,7 +188,12 @@ impl<A: Authenticator> Session<'_, A> {
         let reply = match initial.as_ref().map(decode) {
             None => self.auth.sasl_start(mechanism, None),
             Some(Ok(bytes)) => self.auth.sasl_start(mechanism, Some(bytes.as_bytes())),
-            Some(Err(())) => SaslReply::failed("", "initial response not base64"),
+            // The exchange is started and ended at once, so the failure is the
+            // authenticator's (the back's, in the split) to delay, count and log.
+            Some(Err(())) => match self.auth.sasl_start(mechanism, None) {
+                SaslReply::Challenge(_) => self.auth.sasl_abort("initial response not base64"),
+                done => done,
+            },
         };
         self.sasl_reply(mechanism, reply, started, out)
     }
