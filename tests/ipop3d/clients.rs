@@ -26,7 +26,7 @@ fn must(cmd: &mut Command) -> Output {
 }
 
 /// CRLF line ends back to LF.
-fn lf(bytes: &[u8]) -> Vec<u8> {
+pub fn lf(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -40,7 +40,12 @@ fn lf(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn text(bytes: &[u8]) -> String {
+/// A command's standard output and error, as text.
+pub fn output(out: &Output) -> String {
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -145,12 +150,14 @@ fn fetchmail_setup(
 
 /// Takes fetchmail's own `Received:` header field (with its continuation lines) out; fetchmail
 /// puts it after any leading Return-Path/Delivered-To lines.
-fn strip_fetchmail_received(mail: &[u8]) -> Vec<u8> {
+pub fn strip_fetchmail_received(mail: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(mail);
     let header_end = text.find("\n\n").unwrap_or(text.len());
-    let start = text[..header_end]
-        .match_indices("Received: from 127.0.0.1")
-        .map(|(i, _)| i)
+    // The poll line names 127.0.0.1, or localhost in the TLS tests (fetchmail checks the
+    // certificate's name, not its address).
+    let start = ["Received: from 127.0.0.1", "Received: from localhost"]
+        .iter()
+        .flat_map(|mark| text[..header_end].match_indices(mark).map(|(i, _)| i))
         .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
         .unwrap_or_else(|| {
             panic!(

@@ -23,8 +23,10 @@ use std::process::{Command, Output, Stdio};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use crate::clients::{lf, output, strip_fetchmail_received, text};
 use crate::harness::{large_message, retr_wire, seed_message, small_message, uniques};
 use crate::harness::{Server, User, World};
+use crate::tls_clients::{delivered, mda};
 
 /// Runs `program` with `args` (and `env`) under a time limit; its output, whatever its status.
 fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -47,25 +49,6 @@ fn must(program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         out.status,
         output(&out)
     );
-    out
-}
-
-fn output(out: &Output) -> String {
-    text(&out.stdout) + &text(&out.stderr)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// CRLF line ends back to LF.
-fn lf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    for (i, &b) in bytes.iter().enumerate() {
-        if !(b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
-            out.push(b);
-        }
-    }
     out
 }
 
@@ -126,29 +109,6 @@ fn assert_logins(
         assert_eq!(l.contains(" tls=TLSv1."), tls, "{l}");
     }
     log
-}
-
-/// Writes `dir/mda.sh`, an MDA that puts each message into its own numbered file in
-/// `dir/out`; returns the command that runs it.
-fn mda(dir: &Path) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir.join("out")).unwrap();
-    let script =
-        "#!/bin/sh\nset -e\nn=$(ls \"$1\" | wc -l)\ncat > \"$1/$(printf %04d $((n + 1)))\"\n";
-    let path = dir.join("mda.sh");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    format!("/bin/sh {}/mda.sh {}/out", dir.display(), dir.display())
-}
-
-/// The files in `dir/out`, in delivery order.
-fn delivered(dir: &Path) -> Vec<Vec<u8>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("out"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
 fn write_private(path: &Path, contents: &str) {
@@ -588,31 +548,6 @@ fn curl_auth_cram_md5() {
 
 // ---------------------------------------------------------------------------------------------
 // fetchmail
-
-/// Takes fetchmail's own `Received:` header field (with its continuation lines) out; fetchmail
-/// puts it after any leading Return-Path/Delivered-To lines.
-fn strip_fetchmail_received(mail: &[u8]) -> Vec<u8> {
-    let text = text(mail);
-    let header_end = text.find("\n\n").unwrap_or(text.len());
-    let start = text[..header_end]
-        .match_indices("Received: from 127.0.0.1")
-        .map(|(i, _)| i)
-        .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
-        .unwrap_or_else(|| panic!("no Received field from fetchmail:\n{}", &text[..header_end]));
-    let mut end = start;
-    loop {
-        end += text[end..].find('\n').unwrap() + 1;
-        if !text[end..].starts_with([' ', '\t']) {
-            break;
-        }
-    }
-    assert!(
-        text[start..end].contains("(fetchmail-"),
-        "{}",
-        &text[start..end]
-    );
-    [&mail[..start], &mail[end..]].concat()
-}
 
 /// fetchmail's poll option `auth cram-md5`: AUTH CRAM-MD5 and the right digest for ipop3d's
 /// challenge (`fetchmail -v` shows the dialogue), then every message, kept.

@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::clients::{lf, output, strip_fetchmail_received, text};
 use crate::harness::{crlf, large_message, retr_wire, seed_message, small_message, uniques};
 use crate::harness::{User, World};
 
@@ -90,25 +91,6 @@ fn run(cmdline: &str, stdin: &[u8], env: &[(&str, &str)]) -> Result<Output, Stri
     }
 }
 
-fn output(out: &Output) -> String {
-    text(&out.stdout) + &text(&out.stderr)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// CRLF line ends back to LF.
-fn lf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    for (i, &b) in bytes.iter().enumerate() {
-        if !(b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
-            out.push(b);
-        }
-    }
-    out
-}
-
 fn write(path: &Path, contents: &str, mode: u32) {
     std::fs::write(path, contents).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -116,7 +98,7 @@ fn write(path: &Path, contents: &str, mode: u32) {
 
 /// Writes `dir/mda.sh`, an MDA that puts each message into its own numbered file in
 /// `dir/out`; returns the command that runs it.
-fn mda(dir: &Path) -> String {
+pub fn mda(dir: &Path) -> String {
     std::fs::create_dir_all(dir.join("out")).unwrap();
     let script =
         "#!/bin/sh\nset -e\nn=$(ls \"$1\" | wc -l)\ncat > \"$1/$(printf %04d $((n + 1)))\"\n";
@@ -125,7 +107,7 @@ fn mda(dir: &Path) -> String {
 }
 
 /// The files in `dir/out`, in delivery order.
-fn delivered(dir: &Path) -> Vec<Vec<u8>> {
+pub fn delivered(dir: &Path) -> Vec<Vec<u8>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("out"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -175,26 +157,6 @@ fn fetchmail(t: &Target) -> Run {
     let mail = delivered(&t.dir).into_iter();
     let mail = mail.map(|m| strip_fetchmail_received(&lf(&m)));
     Ok((mail.collect(), 1, log))
-}
-
-/// Takes fetchmail's own `Received:` header field (with its continuation lines) out; fetchmail
-/// puts it first or after any leading Return-Path/Delivered-To lines, naming the first address
-/// of `localhost` (`[::1]` where /etc/hosts lists that first, though the connection fell back
-/// to 127.0.0.1).
-fn strip_fetchmail_received(mail: &[u8]) -> Vec<u8> {
-    let text = text(mail);
-    let mark = "Received: from localhost [";
-    // Where a line starts with `mark` (an index into `text`, thanks to the added "\n").
-    let Some(start) = format!("\n{text}").find(&format!("\n{mark}")) else {
-        return mail.to_vec();
-    };
-    let mut end = start + text[start..].find('\n').unwrap() + 1;
-    while text[end..].starts_with([' ', '\t']) {
-        end += text[end..].find('\n').unwrap() + 1;
-    }
-    let field = &text[start..end];
-    assert!(field.contains("(fetchmail-"), "{field}");
-    [&mail[..start], &mail[end..]].concat()
 }
 
 /// mpop: `tls on` with `tls_starttls off` (implicit) or `on` (STLS), `tls_trust_file` the CA,
