@@ -83,6 +83,14 @@ impl Pop3 {
         self.writer.write_all(&buf)
     }
 
+    /// Sends `line` and returns the reply line (CRLF removed), whatever it is: SASL's `+ `
+    /// challenges and failures are the caller's to judge.
+    pub fn exchange(&mut self, line: &[u8]) -> io::Result<Vec<u8>> {
+        self.send(line)?;
+        self.read_line()?;
+        Ok(self.line[..self.line.len() - 2].to_vec())
+    }
+
     /// Sends `cmd` and returns the `+OK` line's text.
     pub fn simple(&mut self, cmd: &[u8]) -> io::Result<Vec<u8>> {
         self.send(cmd)?;
