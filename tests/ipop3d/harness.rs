@@ -234,7 +234,11 @@ impl World {
                 by: Some("test".into()),
                 // As the library writes it: SCRAM keys too, with a 16-byte salt (fixed per
                 // name here, random in the library).
-                scram: Some(ScramKeys::derive(secret.as_bytes(), &test_salt(account), 4096)),
+                scram: Some(ScramKeys::derive(
+                    secret.as_bytes(),
+                    &test_salt(account),
+                    4096,
+                )),
             };
             self.write_as(
                 account,
