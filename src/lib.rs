@@ -46,6 +46,11 @@ pub mod apoppasswd {
     pub use crate::tools::apoppasswd::main;
 }
 
+/// `checkapop(8)`: the checkpassword interface over the store, for qmail-popup and Dovecot.
+pub mod checkapop {
+    pub use crate::tools::checkapop::main;
+}
+
 /// `deapop(8)`: disable, enable, purge and list POP password logins.
 pub mod deapop {
     pub use crate::tools::deapop::main;

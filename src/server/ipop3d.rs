@@ -445,31 +445,7 @@ struct SaslRun {
 impl SystemAuth<'_> {
     /// The account a login names and its store record, or why it cannot log in.
     fn lookup(&self, login: &str) -> Result<(Login, crate::store::record::Record), Denied> {
-        let delimiter = self.config.ext_delimiter;
-        let login = self
-            .accounts
-            .resolve_login(login, delimiter)
-            .map_err(|e| refusal(&e))?;
-        let account = &login.account;
-        if account.uid == 0 {
-            return Err(Denied::Wrong("uid 0 never logs in".into()));
-        }
-        if account.gid == 0 {
-            return Err(Denied::Wrong("gid 0 never logs in".into()));
-        }
-        // The disable list, or an account lookup behind one of its marks, that cannot be read
-        // is an outage: no login is let in, and none is counted as wrong.
-        let disabled = DisableList::load(&self.config.disabled_file)
-            .map_err(|e| Denied::Outage(format!("disable list unusable: {e}")))?;
-        let mark = disabled
-            .mark_for(&self.accounts, &login, delimiter)
-            .map_err(|e| Denied::Outage(format!("disable list unusable: {e}")))?;
-        if let Some((name, _)) = mark {
-            return Err(Denied::Wrong(format!("disabled ({name})")));
-        }
-        let record =
-            store::read(account, login.ext.as_deref()).map_err(|e| Denied::Wrong(why(&e)))?;
-        Ok((login, record))
+        lookup_login(self.config, &self.accounts, login)
     }
 
     /// A proven login: the permanent drop to the account, then its Maildir.
@@ -705,6 +681,40 @@ impl Authenticator for SystemAuth<'_> {
         let login = self.exchange.take().map(|r| r.login).unwrap_or_default();
         SaslReply::failed(&login, reason)
     }
+}
+
+/// The account a login names and its store record, or why it cannot log in: unknown names,
+/// uid or gid 0, disabled addresses and unusable store files are wrong logins; an account
+/// source or disable list that cannot be read is an outage. ipop3d's and checkapop's one rule.
+pub(crate) fn lookup_login(
+    config: &Config,
+    accounts: &Accounts,
+    login: &str,
+) -> Result<(Login, crate::store::record::Record), Denied> {
+    let delimiter = config.ext_delimiter;
+    let login = accounts
+        .resolve_login(login, delimiter)
+        .map_err(|e| refusal(&e))?;
+
+    let account = &login.account;
+    if account.uid == 0 {
+        return Err(Denied::Wrong("uid 0 never logs in".into()));
+    }
+    if account.gid == 0 {
+        return Err(Denied::Wrong("gid 0 never logs in".into()));
+    }
+    // The disable list, or an account lookup behind one of its marks, that cannot be read
+    // is an outage: no login is let in, and none is counted as wrong.
+    let disabled = DisableList::load(&config.disabled_file)
+        .map_err(|e| Denied::Outage(format!("disable list unusable: {e}")))?;
+    let mark = disabled
+        .mark_for(accounts, &login, delimiter)
+        .map_err(|e| Denied::Outage(format!("disable list unusable: {e}")))?;
+    if let Some((name, _)) = mark {
+        return Err(Denied::Wrong(format!("disabled ({name})")));
+    }
+    let record = store::read(account, login.ext.as_deref()).map_err(|e| Denied::Wrong(why(&e)))?;
+    Ok((login, record))
 }
 
 /// A failed account lookup: a name that is no account is a wrong login; anything else (NSS or

@@ -53,3 +53,18 @@ pub fn fork_worker<K>(parent_keeps: K, work: impl FnOnce() -> bool) -> nix::Resu
         ForkResult::Parent { child } => Ok((child, parent_keeps)),
     }
 }
+
+/// Takes fd 3, the checkpassword interface's request (checkapop), if it is open: at most
+/// once per process, so no two owners can close it.
+pub fn take_fd3() -> Option<std::os::fd::OwnedFd> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    nix::sys::stat::fstat(3).ok()?;
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: fd 3 is open (fstat just succeeded), this process never opened it itself (it
+    // came from the caller, as the interface says), and the flag above lets only one caller
+    // ever own it, so no other OwnedFd or File closes it.
+    Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(3) })
+}

@@ -96,6 +96,7 @@ fn man_page(cmd: clap::Command, sect: &str, extra: &str) -> String {
 /// Every page of the manual, as (name, section).
 const PAGES: &[(&str, &str)] = &[
     ("apoppasswd", "1"),
+    ("checkapop", "8"),
     ("deapop", "8"),
     ("ipop3d", "8"),
     ("apoptools.conf", "5"),
@@ -138,6 +139,29 @@ fn apoppasswd_page() -> String {
         + &section("SECURITY", &security)
         + &section("SEE ALSO", &see_also("apoppasswd"));
     man_page(crate::tools::apoppasswd::command(), "1", &extra)
+}
+
+fn checkapop_page() -> String {
+    let qmail = paragraphs(
+        "The default. On a good login checkapop drops to the account for good (its uid, its gid and, for a system account, its groups; a passwd_file account gets its primary group only), as ipop3d does after a login, and a drop that fails is fatal (exit 111). It sets USER (the login as given, an extension address included), HOME and SHELL, changes to HOME and runs PROG with ARGS; the rest of the environment (tcpserver's TCPREMOTEIP and the like) is passed on.\n\
+         qmail-popup sends the plaintext password, or, patched for APOP, the hex APOP digest with the greeting's timestamp in the third field: with a timestamp the password is checked as that digest. The configuration's plaintext rule applies to plaintext passwords: always, never, or (intranet and tls) only where INTRANET is set, as tcprules sets it for ipop3d.",
+    );
+    let dovecot = paragraphs(
+        "With --dovecot, checkapop answers Dovecot 2.3's checkpassword passdb; Dovecot appends the path of its checkpassword-reply as PROG. No drop happens: Dovecot becomes the account itself, from the userdb_uid, userdb_gid and userdb_home fields that checkpassword-reply hands back (checkapop sets USER, HOME, userdb_uid and userdb_gid, and EXTRA naming them). Dovecot enforces its own TLS rule (disable_plaintext_auth), so only plaintext = never refuses its plaintext logins.\n\
+         Dovecot's lookups set AUTHORIZED and check no password (a userdb lookup, or a passdb lookup for a mechanism Dovecot runs itself). A credentials lookup (CREDENTIALS_LOOKUP, with SCHEME) gets the field password={PLAIN}secret, from which Dovecot does APOP and CRAM-MD5 against the same store; the secret reaches checkpassword-reply in its environment, which only root can read. checkapop then sets AUTHORIZED=2, so checkpassword-reply exits 2 as Dovecot wants; a lookup of a name that cannot log in exits 3.\n\
+         Setup, in dovecot.conf:",
+    ) + &literal(
+        "passdb {\n  driver = checkpassword\n  args = /usr/local/sbin/checkapop --dovecot\n}\nuserdb {\n  driver = prefetch\n}",
+    ) + &paragraphs("Dovecot runs passdb programs as root, which checkapop needs to read the store as each account. Extension addresses log in with their own password, but Dovecot serves the account's own mail location for them.");
+    let rules = paragraphs(
+        "The same rules as ipop3d(8): a name that is no account, an account with uid or gid 0, an address disabled with deapop(8), and a missing or unsafe store file are bad logins; an account source or disable list that cannot be read is a temporary failure. Passwords and digests are compared in constant time; every bad login waits auth_delay from the start before exiting. checkapop forbids core dumps before it reads fd 3, erases the request once parsed, and never writes a secret to its log lines on standard error (checkapop: login user=NAME result=ok|fail|unavailable reason=\"...\").",
+    );
+    let extra = section("QMAIL", &qmail)
+        + &section("DOVECOT", &dovecot)
+        + &section("RULES", &rules)
+        + &exit_statuses(crate::tools::checkapop::EXIT_STATUSES)
+        + &section("SEE ALSO", &see_also("checkapop"));
+    man_page(crate::tools::checkapop::command(), "8", &extra)
 }
 
 fn deapop_page() -> String {
@@ -409,11 +433,13 @@ pub fn generated() -> Vec<(String, Vec<u8>)> {
             "man/apoppasswd.1".to_string(),
             apoppasswd_page().into_bytes(),
         ),
+        ("man/checkapop.8".to_string(), checkapop_page().into_bytes()),
         ("man/deapop.8".to_string(), deapop_page().into_bytes()),
         ("man/ipop3d.8".to_string(), ipop3d_page().into_bytes()),
         ("man/apoptools.conf.5".to_string(), conf_page().into_bytes()),
     ];
     files.extend(completions(crate::tools::apoppasswd::command, "apoppasswd"));
+    files.extend(completions(crate::tools::checkapop::command, "checkapop"));
     files.extend(completions(crate::tools::deapop::command, "deapop"));
     files.extend(completions(crate::server::ipop3d::command, "ipop3d"));
     files

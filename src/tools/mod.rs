@@ -8,6 +8,7 @@
 
 pub mod apoppasswd;
 pub mod batch;
+pub mod checkapop;
 pub mod cli;
 pub mod deapop;
 #[cfg(feature = "testing")]

@@ -19,6 +19,7 @@ mod harness;
 
 mod auth;
 mod bad_input;
+mod checkapop;
 mod clients;
 mod dovecot_imap;
 mod fail2ban;
