@@ -333,3 +333,20 @@ pub fn sasl(data: &[u8]) {
         };
     }
 }
+
+/// checkapop's fd-3 request from any bytes: never a panic; a request that parses has a
+/// non-empty, printable login and timestamp, came from at most 512 bytes, and its three
+/// fields are the bytes before the first three NULs.
+pub fn checkpassword_request(data: &[u8]) {
+    use crate::auth::checkpassword::{parse, MAX_REQUEST};
+    let Ok(r) = parse(data) else {
+        return;
+    };
+    assert!(data.len() <= MAX_REQUEST);
+    assert!(!r.login.is_empty() && !r.login.chars().any(char::is_control));
+    assert!(!r.timestamp.chars().any(char::is_control));
+    let mut fields = data.split(|&b| b == 0);
+    assert_eq!(fields.next(), Some(r.login.as_bytes()));
+    assert_eq!(fields.next(), Some(r.password.as_bytes()));
+    assert_eq!(fields.next(), Some(r.timestamp.as_bytes()));
+}

@@ -44,6 +44,14 @@ fn proxy_header_corpus() {
 }
 
 #[test]
+fn checkpassword_request_corpus() {
+    run(
+        "checkpassword_request",
+        apoptools::testing::fuzzing::checkpassword_request,
+    );
+}
+
+#[test]
 fn pipe_frames_corpus() {
     run("pipe_frames", apoptools::testing::fuzzing::pipe_frames);
 }
