@@ -274,9 +274,13 @@ fn check(
                 log("fatal", &format!("user={who} reason={:?}", e.to_string()));
                 return EXIT_TEMPORARY;
             }
-            let shell = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(account.uid))
-                .ok()
+            // A system account's shell from NSS, by name; a passwd_file account (a virtual
+            // user, whose uid may be some system user's) gets /bin/sh.
+            let system = config.passwd_file.is_none();
+            let shell = system
+                .then(|| nix::unistd::User::from_name(&account.name).ok().flatten())
                 .flatten()
+                .filter(|u| u.uid.as_raw() == account.uid)
                 .map(|u| u.shell)
                 .unwrap_or_else(|| PathBuf::from("/bin/sh"));
             cmd.env("SHELL", shell).current_dir(&account.home);

@@ -92,6 +92,8 @@ fn checkapop_qmail_mode_root() {
         "USER=alice\n".to_string(),
         format!("HOME={home}\n"),
         format!("PWD={home}\n"),
+        // A passwd_file account: its uid may be a system user's, whose shell it must not get.
+        "SHELL=/bin/sh\n".to_string(),
         "args=first-arg\n".to_string(),
     ] {
         assert!(out.contains(&want), "{want:?} in {out}");
