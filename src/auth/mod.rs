@@ -4,6 +4,8 @@
 //!   uses too. No I/O: the secret comes from [`crate::store`], the timestamp from the server.
 //! - [`sasl`]: the server side of AUTH's SASL mechanisms (PLAIN, LOGIN, CRAM-MD5,
 //!   SCRAM-SHA-256 and -PLUS) as pure state machines: fed decoded messages, they yield steps.
+//! - [`checkpassword`]: the fd-3 request of the checkpassword interface, for checkapop(8).
 
 pub mod apop;
+pub mod checkpassword;
 pub mod sasl;
