@@ -68,7 +68,8 @@ pub const EXIT_STATUSES: &[(u8, &str)] = &[
     ),
     (
         EXIT_TEMPORARY,
-        "a temporary failure: the configuration, account source or disable list unreadable",
+        "a temporary failure: not run as root, the configuration, account source or disable \
+         list unreadable, a failed drop",
     ),
 ];
 
@@ -91,7 +92,8 @@ pub fn command() -> clap::Command {
              Examples:\n  \
              qmail:   qmail-popup mail.example.org checkapop qmail-pop3d Maildir\n  \
              Dovecot: passdb {{ driver = checkpassword  args = /usr/local/sbin/checkapop --dovecot }}\n           \
-             userdb {{ driver = prefetch }}",
+             userdb {{ driver = prefetch }}\n           \
+             service auth {{ user = root }}",
             crate::error::exit_status_help(EXIT_STATUSES)
         ))
         .arg(
@@ -139,6 +141,15 @@ pub fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
+    // Reading each account's store as the account, and the drop, take root: anything else
+    // is a setup error (exit 111), never a bad login.
+    if !nix::unistd::geteuid().is_root() {
+        log(
+            "fatal",
+            "reason=\"checkapop must run as root (under Dovecot: service auth { user = root })\"",
+        );
+        return ExitCode::from(EXIT_TEMPORARY);
+    }
     let request = match read_request() {
         Ok(r) => r,
         Err(why) => {
@@ -308,13 +319,11 @@ fn check(
             }
         }
     }
-    log(
-        "login",
-        &format!(
-            "user={who} result=ok{}",
-            if lookup { " lookup=1" } else { "" }
-        ),
-    );
+    // Dovecot logs a checkpassword program's standard error as errors: under it, only
+    // failures are written there.
+    if caller == Caller::Qmail {
+        log("login", &format!("user={who} result=ok"));
+    }
     let err = cmd.exec();
     log(
         "error",

@@ -250,3 +250,38 @@ fn checkapop_dovecot_mode_root() {
     let (code, _, _) = run(&w, Some(&request("alice", &alice.password, "")), true, &[]);
     assert_eq!(code, Some(1));
 }
+
+/// Run as anyone but root (Dovecot's auth process by default runs as `dovecot`), checkapop
+/// cannot read the accounts' stores: a setup error, exit 111 with the fix in the log, never a
+/// "bad login" (1) that would look like a wrong password.
+#[test]
+fn checkapop_not_run_as_root_is_a_setup_error_root() {
+    if !crate::harness::need_root("checkapop_not_run_as_root_is_a_setup_error_root") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let mut w = World::new();
+    let alice = w.user("alice");
+    w.write_config();
+    let req = w.path().join("request-as-alice");
+    std::fs::write(&req, request("alice", &alice.password, "")).unwrap();
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("exec \"$0\" \"$@\" 3< \"$REQ\"")
+        .arg(CHECKAPOP)
+        .arg("--config")
+        .arg(w.config_path())
+        .arg("--dovecot")
+        .arg(prog(&w))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("REQ", &req)
+        .uid(alice.account.uid)
+        .gid(alice.account.gid)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(111), "{log}");
+    assert!(log.contains("service auth { user = root }"), "{log}");
+    assert!(out.stdout.is_empty());
+}

@@ -21,6 +21,7 @@ mod auth;
 mod bad_input;
 mod checkapop;
 mod clients;
+mod dovecot_checkpassword;
 mod dovecot_imap;
 mod fail2ban;
 mod fail_closed;

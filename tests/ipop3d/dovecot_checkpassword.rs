@@ -1,0 +1,432 @@
+//! checkapop under a real Dovecot 2.3 (issue #12): a private Dovecot on 127.0.0.1 (IMAP and
+//! POP3) with `passdb { driver = checkpassword  args = checkapop --dovecot --config ... }` and
+//! `userdb { driver = prefetch }`. IMAP LOGIN and POP3 USER/PASS log in with the store's
+//! password and the mail is served as the account's uid; POP3 APOP and AUTH CRAM-MD5 work
+//! through checkapop's credentials lookup; a wrong password, and every way in once the account
+//! is disabled, are refused. Each refused attempt comes from its own loopback address, so
+//! Dovecot's per-address auth penalty does not slow the test down.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+
+use crate::client::{tcp_from, Pop};
+use crate::harness::{proc_ids, small_message, User, World, PATIENCE};
+
+const CHECKAPOP: &str = env!("CARGO_BIN_EXE_checkapop");
+const DOVECOT_POP3: &str = "/usr/lib/dovecot/pop3";
+const DOVECOT_IMAP: &str = "/usr/lib/dovecot/imap";
+
+/// A private Dovecot instance; stopped (and waited for) when dropped.
+struct Dovecot {
+    dir: PathBuf,
+    imap: u16,
+    pop3: u16,
+}
+
+/// Two free TCP ports on 127.0.0.1 (held together while chosen, so they differ).
+fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+impl Dovecot {
+    /// Writes the configuration under `w`'s directory and starts Dovecot as root.
+    fn start(w: &World) -> Dovecot {
+        w.write_config();
+        let dir = w.path().join("dovecot");
+        std::fs::create_dir(&dir).unwrap();
+        let (imap, pop3) = free_ports();
+        let d = dir.display();
+        let conf = format!(
+            "# Written by tests/ipop3d/dovecot_checkpassword.rs.\n\
+             instance_name = apoptools-checkpassword-{pid}\n\
+             base_dir = {d}/run\n\
+             state_dir = {d}/state\n\
+             log_path = {d}/dovecot.log\n\
+             protocols = imap pop3\n\
+             listen = 127.0.0.1\n\
+             ssl = no\n\
+             disable_plaintext_auth = no\n\
+             auth_mechanisms = plain login cram-md5 apop\n\
+             auth_verbose = yes\n\
+             auth_failure_delay = 0\n\
+             mail_debug = yes\n\
+             verbose_proctitle = yes\n\
+             passdb {{\n  driver = checkpassword\n  args = {checkapop} --dovecot --config {config}\n}}\n\
+             userdb {{\n  driver = prefetch\n}}\n\
+             mail_location = maildir:~/Maildir\n\
+             first_valid_uid = 1000\n\
+             service auth {{\n  user = root\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = {imap}\n  }}\n  \
+             inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop3}\n  }}\n  \
+             inet_listener pop3s {{\n    port = 0\n  }}\n}}\n",
+            pid = std::process::id(),
+            checkapop = CHECKAPOP,
+            config = w.config_path().display(),
+        );
+        assert!(
+            !CHECKAPOP.contains(' ') && !w.config_path().display().to_string().contains(' '),
+            "Dovecot splits the passdb args on spaces"
+        );
+        std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
+        let dovecot = Dovecot { dir, imap, pop3 };
+        // Dovecot's daemon keeps its standard output and error: a file, not a pipe.
+        let stderr = std::fs::File::create(dovecot.dir.join("dovecot.stderr")).unwrap();
+        let status = Command::new("dovecot")
+            .arg("-c")
+            .arg(dovecot.conf())
+            .stdin(std::process::Stdio::null())
+            .stdout(stderr.try_clone().unwrap())
+            .stderr(stderr)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "dovecot -c: {status}: {}\n{}",
+            std::fs::read_to_string(dovecot.dir.join("dovecot.stderr")).unwrap_or_default(),
+            dovecot.log()
+        );
+        // Ready once both listeners greet.
+        let started = Instant::now();
+        for port in [imap, pop3] {
+            loop {
+                if let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)) {
+                    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+                    let mut line = String::new();
+                    if BufReader::new(tcp).read_line(&mut line).is_ok() && !line.is_empty() {
+                        break;
+                    }
+                }
+                assert!(
+                    started.elapsed() < PATIENCE,
+                    "Dovecot does not answer on port {port}:\n{}",
+                    dovecot.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        dovecot
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.join("dovecot.conf")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+    }
+
+    fn master_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("run/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The live processes whose title names `service` serving `user` (`verbose_proctitle`).
+    fn serving(&self, service: &str, user: &str) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let instance = format!(
+                "dovecot-apoptools-checkpassword-{}/{service} ",
+                std::process::id()
+            );
+            if title.starts_with(&instance) && title.contains(&format!("[{user} ")) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let Some(pid) = self.master_pid() else {
+            return;
+        };
+        let mut family = crate::harness::children_of(pid);
+        family.push(pid);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let started = Instant::now();
+        while family
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        {
+            if started.elapsed() > PATIENCE {
+                for p in &family {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(*p as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A tiny IMAP client: tagged commands, the untagged lines read as text.
+struct Imap {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    tag: u32,
+}
+
+impl Imap {
+    fn connect_from(local: Ipv4Addr, port: u16) -> Imap {
+        let tcp = tcp_from(local, port);
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut imap = Imap {
+            reader: BufReader::new(tcp.try_clone().unwrap()),
+            writer: tcp,
+            tag: 0,
+        };
+        let greeting = imap.line();
+        assert!(greeting.starts_with("* OK"), "IMAP greeting {greeting:?}");
+        imap
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .expect("reading from Dovecot");
+        assert!(n > 0, "Dovecot closed the IMAP connection");
+        line.trim_end_matches("\r\n").to_string()
+    }
+
+    /// Sends `command`; everything before the tagged reply, and the tagged reply.
+    fn cmd(&mut self, command: &str) -> (String, String) {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        write!(self.writer, "{tag} {command}\r\n").unwrap();
+        let mut untagged = String::new();
+        loop {
+            let line = self.line();
+            if let Some(status) = line.strip_prefix(&format!("{tag} ")) {
+                return (untagged, status.to_string());
+            }
+            untagged.push_str(&line);
+            untagged.push('\n');
+        }
+    }
+}
+
+/// An IMAP quoted string (the test's passwords need no escapes).
+fn quoted(s: &str) -> String {
+    assert!(!s.contains(['"', '\\']), "{s:?}");
+    format!("\"{s}\"")
+}
+
+/// `AUTH CRAM-MD5` as `user` with `password`; the server's final reply.
+fn cram_md5(pop: &mut Pop, user: &str, password: &str) -> String {
+    let line = pop.cmd("AUTH CRAM-MD5");
+    let challenge = line
+        .strip_prefix("+ ")
+        .unwrap_or_else(|| panic!("AUTH CRAM-MD5 got {line:?}"));
+    let challenge = STANDARD.decode(challenge).unwrap();
+    let mut mac = Hmac::<md5::Md5>::new_from_slice(password.as_bytes()).unwrap();
+    mac.update(&challenge);
+    let hex = u128::from_be_bytes(mac.finalize().into_bytes().into());
+    pop.cmd(&STANDARD.encode(format!("{user} {hex:032x}")))
+}
+
+/// A fresh loopback address for each refused attempt (Dovecot's auth penalty is per address).
+fn next_addr(n: &mut u8) -> Ipv4Addr {
+    *n += 1;
+    Ipv4Addr::new(127, 0, 0, *n)
+}
+
+/// Every way in must fail for `user` with `password` (the store's or a wrong one).
+fn all_refused(d: &Dovecot, user: &User, password: &str, n: &mut u8, why: &str) {
+    let name = user.name();
+    let log = || d.log();
+    let mut imap = Imap::connect_from(next_addr(n), d.imap);
+    let (_, status) = imap.cmd(&format!("LOGIN {name} {}", quoted(password)));
+    assert!(
+        status.starts_with("NO"),
+        "{why}: IMAP LOGIN got {status:?}\n{}",
+        log()
+    );
+    let _ = imap.cmd("LOGOUT");
+
+    let mut pop = Pop::connect_from(next_addr(n), d.pop3);
+    pop.ok(&format!("USER {name}"));
+    let reply = pop.cmd(&format!("PASS {password}"));
+    assert!(
+        reply.starts_with("-ERR"),
+        "{why}: PASS got {reply:?}\n{}",
+        log()
+    );
+    pop.cmd("QUIT");
+
+    let mut pop = Pop::connect_from(next_addr(n), d.pop3);
+    let line = pop.apop_line(name, password);
+    let reply = pop.cmd(&line);
+    assert!(
+        reply.starts_with("-ERR"),
+        "{why}: APOP got {reply:?}\n{}",
+        log()
+    );
+    pop.cmd("QUIT");
+
+    let mut pop = Pop::connect_from(next_addr(n), d.pop3);
+    let reply = cram_md5(&mut pop, name, password);
+    assert!(
+        reply.starts_with("-ERR"),
+        "{why}: CRAM-MD5 got {reply:?}\n{}",
+        log()
+    );
+    pop.cmd("QUIT");
+}
+
+/// Asserts that a process of `service` serving `user` runs as the account's uid and gid.
+fn served_as(d: &Dovecot, service: &str, user: &User) {
+    let pids = d.serving(service, user.name());
+    assert!(
+        !pids.is_empty(),
+        "no Dovecot {service} process serves {}:\n{}",
+        user.name(),
+        d.log()
+    );
+    for pid in pids {
+        let (uids, gids, _) = proc_ids(pid);
+        assert!(
+            uids.iter().all(|&u| u == user.account.uid),
+            "{service} pid {pid} uids {uids:?}, want {}",
+            user.account.uid
+        );
+        assert!(
+            gids.iter().all(|&g| g == user.account.gid),
+            "{service} pid {pid} gids {gids:?}, want {}",
+            user.account.gid
+        );
+    }
+}
+
+#[test]
+fn dovecot_checkpassword_logs_in_imap_and_pop3_root() {
+    let test = "dovecot_checkpassword_logs_in_imap_and_pop3_root";
+    if !crate::harness::need_root(test) {
+        return;
+    }
+    let mut w = world!(
+        "dovecot_checkpassword_logs_in_imap_and_pop3_root",
+        "dovecot"
+    );
+    for program in [DOVECOT_IMAP, DOVECOT_POP3] {
+        if !Path::new(program).exists() {
+            crate::skip::skipped(&format!("needs {program}"), test);
+            return;
+        }
+    }
+    let alice = w.user("alice");
+    let bob = w.user("bob");
+    w.deliver(&alice, &small_message(1));
+    w.deliver(&alice, &small_message(2));
+    w.deliver(&bob, &small_message(3));
+    let d = Dovecot::start(&w);
+    let log = || d.log();
+    let mut addr = 1u8;
+
+    // IMAP LOGIN with the store's password: alice's two messages, as alice's uid.
+    let mut imap = Imap::connect_from(Ipv4Addr::LOCALHOST, d.imap);
+    let (_, status) = imap.cmd(&format!("LOGIN alice {}", quoted(&alice.password)));
+    assert!(
+        status.starts_with("OK"),
+        "IMAP LOGIN got {status:?}\n{}",
+        log()
+    );
+    let (untagged, status) = imap.cmd("SELECT INBOX");
+    assert!(status.starts_with("OK"), "SELECT got {status:?}");
+    assert!(untagged.contains("* 2 EXISTS"), "{untagged}");
+    let (untagged, status) = imap.cmd("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
+    assert!(status.starts_with("OK"), "FETCH got {status:?}");
+    assert!(
+        untagged.contains("<m1@example.org>") && untagged.contains("<m2@example.org>"),
+        "{untagged}"
+    );
+    assert!(!untagged.contains("<m3@example.org>"), "{untagged}");
+    served_as(&d, "imap", &alice);
+    let _ = imap.cmd("LOGOUT");
+
+    // POP3 USER/PASS: the same two messages; RETR of the first.
+    let mut pop = Pop::connect(d.pop3);
+    pop.login("alice", &alice.password);
+    assert!(pop.ok("STAT").starts_with("+OK 2 "), "STAT");
+    pop.ok("RETR 1");
+    let body = pop.multiline().join("\n");
+    assert!(body.contains("Message-ID: <m1@example.org>"), "{body}");
+    served_as(&d, "pop3", &alice);
+    pop.ok("QUIT");
+
+    // APOP and AUTH CRAM-MD5 through checkapop's credentials lookup.
+    let mut pop = Pop::connect(d.pop3);
+    pop.apop("alice", &alice.password);
+    assert!(pop.ok("STAT").starts_with("+OK 2 "), "STAT after APOP");
+    pop.ok("QUIT");
+    let mut pop = Pop::connect(d.pop3);
+    let reply = cram_md5(&mut pop, "bob", &bob.password);
+    assert!(
+        reply.starts_with("+OK"),
+        "CRAM-MD5 got {reply:?}\n{}",
+        log()
+    );
+    assert!(pop.ok("STAT").starts_with("+OK 1 "), "bob's STAT");
+    pop.ok("RETR 1");
+    let body = pop.multiline().join("\n");
+    assert!(body.contains("Message-ID: <m3@example.org>"), "{body}");
+    served_as(&d, "pop3", &bob);
+    pop.ok("QUIT");
+
+    // Dovecot's log: the mail processes ran as the accounts.
+    let text = log();
+    for user in [&alice, &bob] {
+        let uid = format!(
+            "Effective uid={}, gid={},",
+            user.account.uid, user.account.gid
+        );
+        assert!(text.contains(&uid), "no {uid:?} in Dovecot's log:\n{text}");
+    }
+
+    // A wrong password is refused every way; so is everything once alice is disabled (bob,
+    // untouched, still logs in).
+    all_refused(&d, &alice, "wrong-password", &mut addr, "wrong password");
+    w.disable(&alice);
+    all_refused(&d, &alice, &alice.password.clone(), &mut addr, "disabled");
+    let mut pop = Pop::connect(d.pop3);
+    pop.apop("bob", &bob.password);
+    pop.ok("QUIT");
+
+    let text = log();
+    assert!(
+        !text.contains(&alice.password),
+        "a secret in Dovecot's log:\n{text}"
+    );
+    eprintln!("Dovecot's log:\n{text}");
+}
