@@ -268,7 +268,7 @@ fn checkapop_not_run_as_root_is_a_setup_error_root() {
     let out = Command::new("/bin/sh")
         .arg("-c")
         .arg("exec \"$0\" \"$@\" 3< \"$REQ\"")
-        .arg(CHECKAPOP)
+        .arg(w.runnable(CHECKAPOP))
         .arg("--config")
         .arg(w.config_path())
         .arg("--dovecot")

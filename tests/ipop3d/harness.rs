@@ -344,6 +344,12 @@ impl World {
         write_file(&self.config_path(), text.as_bytes(), 0o644);
     }
 
+    /// One of the package's binaries at a path every account of this world can execute
+    /// (a copy beside the world when the build directory is private, as in a 0700 home).
+    pub fn runnable(&self, exe: &str) -> PathBuf {
+        self.bins.runnable_by_all(exe)
+    }
+
     /// The ipop3d binary at a path every account of this world can execute.
     pub fn ipop3d(&self) -> PathBuf {
         self.bins.runnable_by_all(IPOP3D)
