@@ -134,14 +134,7 @@ pub fn command() -> clap::Command {
              | splogger ipop3d",
             crate::error::exit_status_help(EXIT_STATUSES)
         ))
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf))
-                .action(ArgAction::Set)
-                .help("Configuration file [default: /etc/apoptools.conf]"),
-        )
+        .arg(crate::tools::cli::config_arg())
         .arg(
             Arg::new("implicit-tls")
                 .long("implicit-tls")

@@ -74,13 +74,7 @@ pub fn command() -> Command {
         .after_help(crate::error::exit_status_help(
             &crate::error::exit_statuses(EXIT_CODES),
         ))
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .value_name("FILE")
-                .value_parser(value_parser!(PathBuf))
-                .help("Configuration file [default: /etc/apoptools.conf]"),
-        )
+        .arg(crate::tools::cli::config_arg())
         .arg(
             Arg::new("ext")
                 .long("ext")

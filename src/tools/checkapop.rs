@@ -96,14 +96,7 @@ pub fn command() -> clap::Command {
              service auth {{ user = root }}",
             crate::error::exit_status_help(EXIT_STATUSES)
         ))
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf))
-                .action(ArgAction::Set)
-                .help("Configuration file [default: /etc/apoptools.conf]"),
-        )
+        .arg(crate::tools::cli::config_arg())
         .arg(
             Arg::new("dovecot")
                 .long("dovecot")

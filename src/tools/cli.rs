@@ -172,6 +172,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// `--config FILE`, the option every program shares.
+pub fn config_arg() -> clap::Arg {
+    clap::Arg::new("config")
+        .long("config")
+        .value_name("FILE")
+        .value_parser(clap::value_parser!(std::path::PathBuf))
+        .action(clap::ArgAction::Set)
+        .help("Configuration file [default: /etc/apoptools.conf]")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{value_parser, Arg, ArgAction, Command};
+use clap::{Arg, ArgAction, Command};
 use serde::Serialize;
 
 use crate::error::{exit, exit_code, Error, Result};
@@ -50,13 +50,7 @@ pub fn command() -> Command {
         .after_help(crate::error::exit_status_help(
             &crate::error::exit_statuses(EXIT_CODES),
         ))
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .value_name("FILE")
-                .value_parser(value_parser!(PathBuf))
-                .help("Configuration file [default: /etc/apoptools.conf]"),
-        )
+        .arg(crate::tools::cli::config_arg())
         .arg(
             Arg::new("enable")
                 .long("enable")
