@@ -46,6 +46,11 @@ pub mod apoppasswd {
     pub use crate::tools::apoppasswd::main;
 }
 
+/// `apoppassd(8)`: one poppassd session on stdin/stdout, for webmail's password plugins.
+pub mod apoppassd {
+    pub use crate::server::poppassd::main;
+}
+
 /// `checkapop(8)`: the checkpassword interface over the store, for qmail-popup and Dovecot.
 pub mod checkapop {
     pub use crate::tools::checkapop::main;

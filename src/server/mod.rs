@@ -11,11 +11,13 @@
 //! - [`split`], [`pipe`]: the privilege split run as root: the confined pre-login front, the
 //!   back that decides every login, and the messages between them.
 //! - [`proxy`]: the PROXY protocol header a balancer listed in `proxy_from` sends.
+//! - [`poppassd`]: apoppassd, the poppassd dialogue webmail uses to change the password.
 
 pub mod connection;
 pub mod fail2ban;
 pub mod ipop3d;
 pub mod pipe;
+pub mod poppassd;
 pub mod proxy;
 pub mod split;
 pub mod tls;

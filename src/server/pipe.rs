@@ -45,6 +45,8 @@ pub enum Request {
     SaslRespond { response: Secret },
     /// The exchange ends without an answer the mechanism can read (`*`, bad base64, too long).
     SaslAbort { reason: String },
+    /// apoppassd's `newpass`: the new password for the login the back last verified.
+    NewPassword { password: Secret },
 }
 
 /// The back's answer to one request.
@@ -52,6 +54,8 @@ pub enum Request {
 pub enum Verdict {
     /// The next challenge of a SASL exchange, for the client.
     Challenge(Vec<u8>),
+    /// apoppassd: the new password was refused by the policy; the reason, for the client.
+    Refused(String),
     /// The back has become the account and serves the rest of the session; the front ends.
     Granted,
     /// A failed login (after the back's delay, counted by the back).
@@ -78,6 +82,8 @@ const TLS: u8 = 0x16;
 const SASL_START: u8 = 0x18;
 const SASL_RESPOND: u8 = 0x1a;
 const SASL_ABORT: u8 = 0x1c;
+const NEW_PASSWORD: u8 = 0x1e;
+const REFUSED: u8 = 0x2b;
 const CHALLENGE: u8 = 0x29;
 const GRANTED: u8 = 0x21;
 const WRONG: u8 = 0x23;
@@ -179,6 +185,9 @@ impl Request {
                 write_frame(w, SASL_RESPOND, &[response.as_bytes()])
             }
             Request::SaslAbort { reason } => write_frame(w, SASL_ABORT, &[reason.as_bytes()]),
+            Request::NewPassword { password } => {
+                write_frame(w, NEW_PASSWORD, &[password.as_bytes()])
+            }
         }
     }
 
@@ -237,6 +246,12 @@ impl Request {
                     response: Secret::new(f[0].to_vec()),
                 })
             }
+            NEW_PASSWORD => {
+                let f = fields(payload, 1)?;
+                Ok(Request::NewPassword {
+                    password: Secret::new(f[0].to_vec()),
+                })
+            }
             SASL_ABORT => {
                 let f = fields(payload, 1)?;
                 Ok(Request::SaslAbort {
@@ -273,6 +288,7 @@ impl Verdict {
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
         let kind = match self {
             Verdict::Challenge(bytes) => return write_frame(w, CHALLENGE, &[bytes]),
+            Verdict::Refused(why) => return write_frame(w, REFUSED, &[why.as_bytes()]),
             Verdict::Granted => GRANTED,
             Verdict::Wrong => WRONG,
             Verdict::Outage => OUTAGE,
@@ -288,6 +304,17 @@ impl Verdict {
         };
         if kind == CHALLENGE {
             return Ok(fields(&payload, 1).map(|f| Verdict::Challenge(f[0].to_vec())));
+        }
+        if kind == REFUSED {
+            return Ok(fields(&payload, 1).and_then(|f| {
+                std::str::from_utf8(f[0])
+                    .ok()
+                    .filter(|t| t.bytes().all(|c| (0x20..0x7f).contains(&c)))
+                    .map(|t| Verdict::Refused(t.to_string()))
+                    .ok_or(FrameError::Malformed(
+                        "a refusal that is not printable ASCII",
+                    ))
+            }));
         }
         if !payload.is_empty() {
             return Ok(Err(FrameError::Malformed("a verdict carries no payload")));
@@ -382,12 +409,16 @@ mod tests {
                 Request::SaslAbort { reason } => Request::SaslAbort {
                     reason: reason.clone(),
                 },
+                Request::NewPassword { password } => Request::NewPassword {
+                    password: password.clone(),
+                },
             });
             assert_eq!(copy, r);
         }
         for v in [
             Verdict::Challenge(b"r=abc,s=c2FsdA==,i=4096".to_vec()),
             Verdict::Challenge(vec![]),
+            Verdict::Refused("the password is shorter than 8 characters".into()),
             Verdict::Granted,
             Verdict::Wrong,
             Verdict::Outage,

@@ -215,6 +215,9 @@ pub(super) fn serve(
                 };
                 (mechanism.log_name(), auth.sasl_abort(&reason))
             }
+            Request::NewPassword { .. } => {
+                return stop_front(pid, remote, "the login process sent apoppassd's newpass");
+            }
             Request::Log { .. } | Request::Tls { .. } => unreachable!("handled above"),
         };
         let (login, outcome) = match reply {
@@ -477,7 +480,7 @@ impl Relay {
             Ok(Ok(Verdict::Granted)) => done(Ok(Granted::Elsewhere)),
             Ok(Ok(Verdict::Wrong)) => done(Err(Denied::Wrong(String::new()))),
             Ok(Ok(Verdict::Outage)) => done(Err(Denied::Outage(String::new()))),
-            Ok(Ok(Verdict::Fatal)) | Ok(Err(_)) | Err(_) => gone(),
+            Ok(Ok(Verdict::Fatal | Verdict::Refused(_))) | Ok(Err(_)) | Err(_) => gone(),
         }
     }
 }
@@ -543,7 +546,7 @@ fn refuse(remote: &str, reason: &str) -> u8 {
 }
 
 /// Kills the front after a protocol breach, logs it; the exit status.
-fn stop_front(pid: Pid, remote: &str, reason: &str) -> u8 {
+pub(super) fn stop_front(pid: Pid, remote: &str, reason: &str) -> u8 {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = waitpid(pid, None);
     refuse(remote, reason)

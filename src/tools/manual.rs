@@ -96,6 +96,7 @@ fn man_page(cmd: clap::Command, sect: &str, extra: &str) -> String {
 /// Every page of the manual, as (name, section).
 const PAGES: &[(&str, &str)] = &[
     ("apoppasswd", "1"),
+    ("apoppassd", "8"),
     ("checkapop", "8"),
     ("deapop", "8"),
     ("ipop3d", "8"),
@@ -139,6 +140,26 @@ fn apoppasswd_page() -> String {
         + &section("SECURITY", &security)
         + &section("SEE ALSO", &see_also("apoppasswd"));
     man_page(crate::tools::apoppasswd::command(), "1", &extra)
+}
+
+fn apoppassd_page() -> String {
+    let dialogue = paragraphs(
+        "One session, lines of at most 255 octets ending in CRLF or LF, commands in any case:",
+    ) + &literal(
+        "S: 200 apoppassd ready, who are you?\nC: user alice\nS: 200 Your password please.\nC: pass OLD-MAIL-PASSWORD\nS: 200 Your new password please.\nC: newpass NEW-MAIL-PASSWORD\nS: 200 Password changed.\nC: quit\nS: 200 Bye.",
+    ) + &paragraphs(
+        "Every failed pass (a wrong password, a name that is no account, an account with uid or gid 0, an address disabled with deapop(8), a missing or unsafe store file) gets `500 Authentication failed.` after auth_delay, and max_auth_failures of them close the connection. A new password the policy refuses gets `500` and the policy's reason (for instance `500 the password is shorter than 8 characters`), and nothing is written; the client may try another. Out of order: `500 Send user first.`, `500 Send pass first.`; anything else `500 Unknown command.`; a line over 255 octets `500 Line too long.` and the end of the session.\n\
+         The new password is written as apoppasswd(1) writes it: the account's store file, its SCRAM keys included, replaced atomically under the home's lock, as the account. The old one is the mail password (the store's), never the login password.",
+    );
+    let setup = paragraphs("Webmail on the same host talks to 127.0.0.1:106. Roundcube: `$config['password_driver'] = 'poppassd'; $config['password_pop_host'] = '127.0.0.1'; $config['password_pop_port'] = 106;`. Horde (passwd app): driver poppassd with host 127.0.0.1, port 106.")
+        + &literal("tcpserver -vR -c20 127.0.0.1 106 /usr/local/sbin/apoppassd 2>&1 | splogger apoppassd")
+        + &paragraphs("or a systemd socket with ListenStream=127.0.0.1:106 and Accept=yes, its service running /usr/local/sbin/apoppassd with StandardInput=socket, as for ipop3d(8).");
+    let security = paragraphs("Started as root, apoppassd splits each connection as ipop3d does: a front chrooted into login_chroot, running as login_user with no groups, no new privileges, no files and a seccomp filter, reads and parses every line; the back, root, never reads the client: it verifies the old password, owns the delay and the failure count, writes the new one as the account, and logs. Log lines (`apoppassd: login|change|end remote=IP user=NAME result=...`) never hold a password. Started as a user, it serves that user alone in one process.");
+    let extra = section("DIALOGUE", &dialogue)
+        + &section("SETUP", &setup)
+        + &section("SECURITY", &security)
+        + &section("SEE ALSO", &see_also("apoppassd"));
+    man_page(crate::server::poppassd::command(), "8", &extra)
 }
 
 fn checkapop_page() -> String {
@@ -433,12 +454,14 @@ pub fn generated() -> Vec<(String, Vec<u8>)> {
             "man/apoppasswd.1".to_string(),
             apoppasswd_page().into_bytes(),
         ),
+        ("man/apoppassd.8".to_string(), apoppassd_page().into_bytes()),
         ("man/checkapop.8".to_string(), checkapop_page().into_bytes()),
         ("man/deapop.8".to_string(), deapop_page().into_bytes()),
         ("man/ipop3d.8".to_string(), ipop3d_page().into_bytes()),
         ("man/apoptools.conf.5".to_string(), conf_page().into_bytes()),
     ];
     files.extend(completions(crate::tools::apoppasswd::command, "apoppasswd"));
+    files.extend(completions(crate::server::poppassd::command, "apoppassd"));
     files.extend(completions(crate::tools::checkapop::command, "checkapop"));
     files.extend(completions(crate::tools::deapop::command, "deapop"));
     files.extend(completions(crate::server::ipop3d::command, "ipop3d"));

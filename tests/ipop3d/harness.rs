@@ -378,6 +378,19 @@ impl World {
         Server::spawn(&self.ipop3d(), &self.config_path(), launch)
     }
 
+    /// Serves another of the package's programs (apoppassd) the way [`World::launch`] serves
+    /// ipop3d: one process per connection, `--config CONFIG`, tcpserver's variables.
+    pub fn serve_program(&self, exe: &str, env: &[(&str, &str)]) -> Server {
+        self.write_config();
+        let launch = Launch {
+            env,
+            run_as: None,
+            local_host: None,
+            args: &[],
+        };
+        Server::spawn(&self.runnable(exe), &self.config_path(), &launch)
+    }
+
     /// A throwaway CA and a server certificate for `localhost` and 127.0.0.1 (ECDSA P-256,
     /// made by rcgen), written into the world (the key root-owned, mode 0600) and set as
     /// `tls_cert`/`tls_key`.

@@ -17,6 +17,7 @@ mod skip;
 #[macro_use]
 mod harness;
 
+mod apoppassd;
 mod auth;
 mod bad_input;
 mod checkapop;
