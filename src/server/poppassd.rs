@@ -546,6 +546,50 @@ fn wait(pid: nix::unistd::Pid) -> u8 {
     }
 }
 
+/// The dialogue over `data` with a stand-in for the back that knows one password no input can
+/// guess; the replies (for the `poppassd_dialogue` fuzz target).
+#[cfg(feature = "testing")]
+pub(crate) fn dialogue_for_fuzzing(data: &[u8]) -> Vec<u8> {
+    struct Stub;
+    impl Decide for Stub {
+        fn check(&mut self, _: &str, old: &[u8]) -> Outcome {
+            if old == b"\x9e\x37\x79\xb9\x7f\x4a\x7c\x15-not-guessable-\x01\x02\x03\x04" {
+                Outcome::Ok
+            } else {
+                Outcome::Wrong(false)
+            }
+        }
+        fn change(&mut self, new: &[u8]) -> Outcome {
+            match crate::store::check_policy(new, 8) {
+                Ok(()) => Outcome::Ok,
+                Err(e) => Outcome::Refused(e.to_string()),
+            }
+        }
+    }
+    /// Hands out at most one line per read, as the front's reader does.
+    struct Lines<'a>(&'a [u8]);
+    impl Read for Lines<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let end = self
+                .0
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(self.0.len(), |i| i + 1);
+            let n = end.min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let config = Config {
+        max_login_commands: 10_000,
+        ..Config::default()
+    };
+    let mut out = Vec::new();
+    let _ = dialogue(Lines(data), &mut out, &mut Stub, &config);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -350,3 +350,29 @@ pub fn checkpassword_request(data: &[u8]) {
     assert_eq!(fields.next(), Some(r.password.as_bytes()));
     assert_eq!(fields.next(), Some(r.timestamp.as_bytes()));
 }
+
+/// apoppassd's dialogue from any bytes: never a panic; every reply is one `200 ` or `500 `
+/// line ending in CRLF, at most one per input line (plus the greeting); no password is ever
+/// changed, since none can be verified (the stand-in back knows one no input can guess).
+pub fn poppassd_dialogue(data: &[u8]) {
+    let out = crate::server::poppassd::dialogue_for_fuzzing(data);
+    let text = String::from_utf8(out).expect("replies are UTF-8");
+    assert!(
+        text.starts_with("200 apoppassd ready, who are you?\r\n"),
+        "{text:?}"
+    );
+    let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+    assert!(text.ends_with("\r\n"), "{text:?}");
+    for l in &lines {
+        assert!(l.starts_with("200 ") || l.starts_with("500 "), "{l:?}");
+        assert!(!l.contains('\n') && !l.contains('\r'), "{l:?}");
+    }
+    assert!(!text.contains("200 Password changed."), "{text:?}");
+    assert!(!text.contains("200 Your new password please."), "{text:?}");
+    let inputs = data.split(|&b| b == b'\n').count();
+    assert!(
+        lines.len() <= inputs + 1,
+        "{} replies to {inputs} lines",
+        lines.len()
+    );
+}

@@ -52,6 +52,14 @@ fn checkpassword_request_corpus() {
 }
 
 #[test]
+fn poppassd_dialogue_corpus() {
+    run(
+        "poppassd_dialogue",
+        apoptools::testing::fuzzing::poppassd_dialogue,
+    );
+}
+
+#[test]
 fn pipe_frames_corpus() {
     run("pipe_frames", apoptools::testing::fuzzing::pipe_frames);
 }
