@@ -25,6 +25,25 @@ pub enum Plaintext {
     Never,
 }
 
+impl Plaintext {
+    /// Whether a plaintext password (USER/PASS, AUTH PLAIN or LOGIN, a checkpassword caller's)
+    /// is accepted, `intranet` saying whether INTRANET is set and `tls` whether the connection
+    /// is under TLS (or the caller, Dovecot, enforces its own TLS rule).
+    pub fn allows(self, intranet: bool, tls: bool) -> bool {
+        match self {
+            Plaintext::Always => true,
+            Plaintext::Never => false,
+            Plaintext::Intranet => intranet || tls,
+            Plaintext::Tls => tls,
+        }
+    }
+
+    /// Whether the environment has a non-empty INTRANET (tcprules sets it).
+    pub fn intranet() -> bool {
+        std::env::var_os("INTRANET").is_some_and(|v| !v.is_empty())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub passwd_file: Option<PathBuf>,

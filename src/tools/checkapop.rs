@@ -243,15 +243,10 @@ fn check(
     if !lookup {
         let given = request.password.as_bytes();
         let ok = if request.timestamp.is_empty() {
-            let allowed = match config.plaintext {
-                Plaintext::Always => true,
-                Plaintext::Never => false,
-                // Dovecot enforces its own disable_plaintext_auth (TLS or not).
-                Plaintext::Intranet | Plaintext::Tls => {
-                    caller == Caller::Dovecot
-                        || std::env::var_os("INTRANET").is_some_and(|v| !v.is_empty())
-                }
-            };
+            // Dovecot enforces its own TLS rule (disable_plaintext_auth), so under it the
+            // rule is read as under TLS; qmail-popup has no TLS.
+            let dovecot = caller == Caller::Dovecot;
+            let allowed = config.plaintext.allows(Plaintext::intranet(), dovecot);
             if !allowed {
                 return fail("plaintext not allowed");
             }
