@@ -240,13 +240,9 @@ fn run(
     let remote = remote.as_str();
     let accounts =
         Accounts::open(config.passwd_file.as_deref()).context("opening the account database")?;
-    let intranet = std::env::var_os("INTRANET").is_some_and(|v| !v.is_empty());
-    let (plaintext, plaintext_over_tls) = match config.plaintext {
-        Plaintext::Always => (true, true),
-        Plaintext::Never => (false, false),
-        Plaintext::Intranet => (intranet, true),
-        Plaintext::Tls => (false, true),
-    };
+    let intranet = Plaintext::intranet();
+    let plaintext = config.plaintext.allows(intranet, false);
+    let plaintext_over_tls = config.plaintext.allows(intranet, true);
     let root = nix::unistd::geteuid().is_root();
     // TLS lives in the split's front: a non-root ipop3d (one process, the account itself)
     // never offers it.
@@ -800,7 +796,7 @@ fn timestamp(host: &str) -> String {
 /// The client's address, escaped for the log: as the super-server tells it (tcpserver's
 /// `TCPREMOTEIP`, `REMOTE_ADDR`), else from getpeername(2) on standard input when that is a
 /// socket (inetd, xinetd, `systemd-socket-activate --inetd` set no variable), else `-`.
-fn remote_address() -> String {
+pub(super) fn remote_address() -> String {
     direct_peer().map_or_else(|| "-".to_string(), |v| session::sanitize(&v))
 }
 

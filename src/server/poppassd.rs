@@ -27,7 +27,7 @@ use crate::pop3::session::{sanitize, Denied};
 use crate::store::Secret;
 use crate::system::accounts::{Accounts, Login};
 use crate::system::process;
-use crate::system::sandbox::{self, LoginUser};
+use crate::system::sandbox;
 
 use super::connection;
 use super::ipop3d::lookup_login;
@@ -61,10 +61,7 @@ fn log_line(event: &str, remote: &str, fields: &str) {
 
 /// The entry point of the `apoppassd` binary.
 pub fn main() -> ExitCode {
-    let remote = ["TCPREMOTEIP", "REMOTE_ADDR"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .map_or_else(|| "-".to_string(), |v| sanitize(&v));
+    let remote = super::ipop3d::remote_address();
     if process::forbid_core_dumps().is_err() {
         log_line("fatal", &remote, "reason=\"cannot forbid core dumps\"");
         return ExitCode::from(EXIT_SESSION_ERROR);
@@ -347,32 +344,27 @@ fn dialogue(
 /// One line without its CRLF or LF, as a secret (it may hold a password); `None` at the end
 /// of the stream; `InvalidData` past [`MAX_LINE`].
 fn read_line(input: &mut impl Read) -> io::Result<Option<Secret>> {
-    let mut line = Secret::new(Vec::with_capacity(MAX_LINE));
-    let mut chunk = [0u8; MAX_LINE + 1];
-    loop {
-        let n = match input.read(&mut chunk) {
-            Ok(0) if line.as_bytes().is_empty() => return Ok(None),
-            Ok(0) => return Ok(None),
-            Ok(n) => n,
+    let mut buf = [0u8; MAX_LINE];
+    let mut len = 0;
+    let line = loop {
+        if len == buf.len() {
+            break Err(io::ErrorKind::InvalidData.into());
+        }
+        match input.read(&mut buf[len..]) {
+            // The end of the stream; a partial last line is no command.
+            Ok(0) => break Ok(None),
+            Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let mut bytes = line.as_bytes().to_vec();
-        bytes.extend_from_slice(&chunk[..n]);
-        crate::system::wipe::wipe(&mut chunk[..n]);
-        line = Secret::new(bytes);
-        if let Some(lf) = line.as_bytes().iter().position(|&b| b == b'\n') {
-            if lf + 1 > MAX_LINE {
-                return Err(io::ErrorKind::InvalidData.into());
-            }
-            let body = &line.as_bytes()[..lf];
+            Err(e) => break Err(e),
+        }
+        if let Some(lf) = buf[..len].iter().position(|&b| b == b'\n') {
+            let body = &buf[..lf];
             let body = body.strip_suffix(b"\r").unwrap_or(body);
-            return Ok(Some(Secret::new(body.to_vec())));
+            break Ok(Some(Secret::new(body.to_vec())));
         }
-        if line.as_bytes().len() >= MAX_LINE {
-            return Err(io::ErrorKind::InvalidData.into());
-        }
-    }
+    };
+    crate::system::wipe::wipe(&mut buf);
+    line
 }
 
 /// The front's side of the pipe: every decision is the back's.
@@ -414,29 +406,11 @@ impl Decide for Relay {
 
 /// As root: the confined front reads the client, this process decides.
 fn split(config: &Config, mut back: Back, remote: &str, started: Instant) -> u8 {
-    let user = match LoginUser::lookup(&config.login_user) {
-        Ok(u) => u,
-        Err(e) => return refuse(remote, &format!("login_user {}: {e}", config.login_user)),
-    };
-    if let Err(e) = sandbox::check_chroot(&config.login_chroot) {
-        return refuse(remote, &format!("login_chroot: {e}"));
-    }
-    let (front_end, back_end) = match UnixStream::pair() {
-        Ok(pair) => pair,
-        Err(e) => return refuse(remote, &format!("socketpair: {e}")),
-    };
     let chroot = config.login_chroot.clone();
     let front_config = config.clone();
-    let forked = process::fork_worker(back_end, move || {
-        let Ok(mut logger) = front_end.try_clone() else {
+    let forked = super::split::fork_front(config, move |front_end, user| {
+        let Some(mut log) = super::split::pipe_logger(&front_end) else {
             return false;
-        };
-        let mut log = |event: &str, fields: &str| {
-            let line = Request::Log {
-                event: event.to_string(),
-                fields: fields.to_string(),
-            };
-            let _ = line.write_to(&mut logger);
         };
         if let Err(e) = sandbox::confine(&chroot, user) {
             log(
@@ -453,7 +427,7 @@ fn split(config: &Config, mut back: Back, remote: &str, started: Instant) -> u8 
     });
     let (pid, mut pipe) = match forked {
         Ok(f) => f,
-        Err(e) => return refuse(remote, &format!("fork: {e}")),
+        Err(why) => return refuse(remote, &why),
     };
     let mut logs_left = config.max_login_commands.saturating_add(4);
     let mut finished = false;
@@ -461,18 +435,14 @@ fn split(config: &Config, mut back: Back, remote: &str, started: Instant) -> u8 
         let verdict = match Request::read_from(&mut pipe) {
             Ok(Ok(Request::Log { event, fields })) => {
                 if logs_left == 0 || !["end", "fatal"].contains(&event.as_str()) {
-                    return super::split::stop_front(pid, remote, "the front logged out of bounds");
+                    return stop_front(pid, remote, "the front logged out of bounds");
                 }
                 logs_left -= 1;
                 log_line(&event, remote, &fields);
                 continue;
             }
             Ok(Ok(_)) if finished => {
-                return super::split::stop_front(
-                    pid,
-                    remote,
-                    "the front tried again after the last attempt",
-                );
+                return stop_front(pid, remote, "the front tried again after the last attempt");
             }
             Ok(Ok(Request::Plain { login, password })) => {
                 match back.check(&login, password.as_bytes()) {
@@ -491,11 +461,7 @@ fn split(config: &Config, mut back: Back, remote: &str, started: Instant) -> u8 
             }
             Ok(Ok(Request::NewPassword { password })) => {
                 if back.verified.is_none() {
-                    return super::split::stop_front(
-                        pid,
-                        remote,
-                        "the front sent newpass unverified",
-                    );
+                    return stop_front(pid, remote, "the front sent newpass unverified");
                 }
                 match back.change(password.as_bytes()) {
                     Outcome::Ok => Verdict::Granted,
@@ -505,22 +471,22 @@ fn split(config: &Config, mut back: Back, remote: &str, started: Instant) -> u8 
                 }
             }
             Ok(Ok(_)) => {
-                return super::split::stop_front(
+                return stop_front(
                     pid,
                     remote,
                     "the front sent a request apoppassd has no use for",
                 )
             }
-            Ok(Err(FrameError::Closed)) => return wait(pid),
+            Ok(Err(FrameError::Closed)) => {
+                return super::split::wait_front_logged(log_line, pid, remote)
+            }
             Ok(Err(FrameError::Malformed(why))) => {
-                return super::split::stop_front(pid, remote, &format!("the front sent {why}"))
+                return stop_front(pid, remote, &format!("the front sent {why}"))
             }
-            Err(e) => {
-                return super::split::stop_front(pid, remote, &format!("reading the front: {e}"))
-            }
+            Err(e) => return stop_front(pid, remote, &format!("reading the front: {e}")),
         };
         if verdict.write_to(&mut pipe).is_err() {
-            return super::split::stop_front(pid, remote, "the front is gone");
+            return stop_front(pid, remote, "the front is gone");
         }
     }
 }
@@ -531,19 +497,9 @@ fn refuse(remote: &str, reason: &str) -> u8 {
     EXIT_SESSION_ERROR
 }
 
-/// The front's exit status.
-fn wait(pid: nix::unistd::Pid) -> u8 {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, 0)) => return 0,
-            Ok(WaitStatus::Exited(_, _)) | Ok(WaitStatus::Signaled(..)) => {
-                return EXIT_SESSION_ERROR
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return EXIT_SESSION_ERROR,
-        }
-    }
+/// Kills the front after a breach of the pipe's contract, logs it; the exit status.
+fn stop_front(pid: nix::unistd::Pid, remote: &str, reason: &str) -> u8 {
+    super::split::stop_front_logged(log_line, pid, remote, reason)
 }
 
 /// The dialogue over `data` with a stand-in for the back that knows one password no input can

@@ -79,23 +79,11 @@ pub(super) fn serve(
         started,
         fake_front,
     } = connection;
-    // Everything the chroot will hide is looked up first.
-    let user = match LoginUser::lookup(&config.login_user) {
-        Ok(user) => user,
-        Err(e) => return refuse(remote, &format!("login_user {}: {e}", config.login_user)),
-    };
-    if let Err(e) = sandbox::check_chroot(&config.login_chroot) {
-        return refuse(remote, &format!("login_chroot: {e}"));
-    }
-    let (front_end, back_end) = match UnixStream::pair() {
-        Ok(pair) => pair,
-        Err(e) => return refuse(remote, &format!("socketpair: {e}")),
-    };
     let front_settings = settings.clone();
     let chroot = config.login_chroot.clone();
     let timeout = config.timeout;
     let front_tls = tls_files.clone();
-    let forked = process::fork_worker(back_end, move || {
+    let forked = fork_front(config, move |front_end, user| {
         if let Some(fake) = fake_front {
             return fake(front_end);
         }
@@ -111,7 +99,7 @@ pub(super) fn serve(
     });
     let (pid, mut pipe) = match forked {
         Ok(forked) => forked,
-        Err(e) => return refuse(remote, &format!("fork: {e}")),
+        Err(why) => return refuse(remote, &why),
     };
     let mut failures = 0;
     // The mechanism of the SASL exchange under way.
@@ -328,6 +316,34 @@ fn transaction(
     log_end(remote, &summary, started)
 }
 
+/// Forks the front of one connection, once what its confinement needs is there: the
+/// `login_user`, looked up now (the chroot will hide the account database), and a safe
+/// `login_chroot`. `work` runs in the child with its end of the pipe and the user to become;
+/// the error, for the log, means no front and no greeting. ipop3d's and apoppassd's one way in.
+pub(super) fn fork_front(
+    config: &Config,
+    work: impl FnOnce(UnixStream, LoginUser) -> bool,
+) -> Result<(Pid, UnixStream), String> {
+    let user = LoginUser::lookup(&config.login_user)
+        .map_err(|e| format!("login_user {}: {e}", config.login_user))?;
+    sandbox::check_chroot(&config.login_chroot).map_err(|e| format!("login_chroot: {e}"))?;
+    let (front_end, back_end) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    process::fork_worker(back_end, move || work(front_end, user)).map_err(|e| format!("fork: {e}"))
+}
+
+/// The front's log: each line goes to the back as a [`Request::Log`] (with RLIMIT_FSIZE 0
+/// the front may not write to a log file itself). `None` if the pipe cannot be shared.
+pub(super) fn pipe_logger(pipe: &UnixStream) -> Option<impl FnMut(&str, &str)> {
+    let mut logger = pipe.try_clone().ok()?;
+    Some(move |event: &str, fields: &str| {
+        let line = Request::Log {
+            event: event.to_string(),
+            fields: fields.to_string(),
+        };
+        let _ = line.write_to(&mut logger);
+    })
+}
+
 /// The front's part of the connection.
 struct Front<'a> {
     chroot: &'a std::path::Path,
@@ -344,15 +360,8 @@ impl Front<'_> {
     /// it all ended well. Its log lines go to the back through the pipe (with RLIMIT_FSIZE 0
     /// it may not write to a log file itself).
     fn run(mut self, pipe: UnixStream) -> bool {
-        let Ok(mut logger) = pipe.try_clone() else {
+        let Some(mut log) = pipe_logger(&pipe) else {
             return false;
-        };
-        let mut log = move |event: &str, fields: &str| {
-            let line = Request::Log {
-                event: event.to_string(),
-                fields: fields.to_string(),
-            };
-            let _ = line.write_to(&mut logger);
         };
         let fatal = |log: &mut dyn FnMut(&str, &str), reason: String| {
             log("fatal", &format!("reason={reason:?}"));
@@ -545,25 +554,43 @@ fn refuse(remote: &str, reason: &str) -> u8 {
     EXIT_SESSION_ERROR
 }
 
+/// A program's log line: event, remote address, fields (ipop3d's or apoppassd's).
+pub(super) type LogLine = fn(&str, &str, &str);
+
 /// Kills the front after a protocol breach, logs it; the exit status.
-pub(super) fn stop_front(pid: Pid, remote: &str, reason: &str) -> u8 {
+fn stop_front(pid: Pid, remote: &str, reason: &str) -> u8 {
+    stop_front_logged(log_line, pid, remote, reason)
+}
+
+/// [`stop_front`], logging with `log`.
+pub(super) fn stop_front_logged(log: LogLine, pid: Pid, remote: &str, reason: &str) -> u8 {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = waitpid(pid, None);
-    refuse(remote, reason)
+    log("fatal", remote, &format!("reason={reason:?}"));
+    EXIT_SESSION_ERROR
 }
 
 /// Waits for the front; its exit status (a front killed by a signal is logged and is 1).
 fn wait_front(pid: Pid, remote: &str) -> u8 {
+    wait_front_logged(log_line, pid, remote)
+}
+
+/// [`wait_front`], logging with `log`.
+pub(super) fn wait_front_logged(log: LogLine, pid: Pid, remote: &str) -> u8 {
+    let fatal = |reason: String| {
+        log("fatal", remote, &format!("reason={reason:?}"));
+        EXIT_SESSION_ERROR
+    };
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, 0)) => return 0,
             Ok(WaitStatus::Exited(_, _)) => return EXIT_SESSION_ERROR,
             Ok(WaitStatus::Signaled(_, signal, _)) => {
-                return refuse(remote, &format!("the login process was killed by {signal}"))
+                return fatal(format!("the login process was killed by {signal}"))
             }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return refuse(remote, &format!("waiting for the login process: {e}")),
+            Err(e) => return fatal(format!("waiting for the login process: {e}")),
         }
     }
 }
