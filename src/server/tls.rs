@@ -403,13 +403,13 @@ impl Inner {
     /// Takes plaintext from the client until there is some; false at the end of the stream.
     fn fill(&mut self) -> io::Result<bool> {
         loop {
-            let mut got = Vec::new();
-            let open = self.drain_plain(&mut got)?;
-            if !got.is_empty() {
-                self.plain.extend_from_slice(&got);
-                wipe(&mut got);
+            let mut plain = std::mem::take(&mut self.plain);
+            let open = self.drain_plain(&mut plain);
+            self.plain = plain;
+            if !self.plain.is_empty() {
                 return Ok(true);
             }
+            let open = open?;
             if !open {
                 return Ok(false);
             }
