@@ -374,21 +374,24 @@ impl World {
 
     /// Serves ipop3d as [`World::serve_with`] says in `launch`.
     pub fn launch(&self, launch: &Launch) -> Server {
-        self.write_config();
-        Server::spawn(&self.ipop3d(), &self.config_path(), launch)
+        self.launch_program(&self.ipop3d(), launch)
     }
 
     /// Serves another of the package's programs (apoppassd) the way [`World::launch`] serves
     /// ipop3d: one process per connection, `--config CONFIG`, tcpserver's variables.
     pub fn serve_program(&self, exe: &str, env: &[(&str, &str)]) -> Server {
-        self.write_config();
         let launch = Launch {
             env,
             run_as: None,
             local_host: None,
             args: &[],
         };
-        Server::spawn(&self.runnable(exe), &self.config_path(), &launch)
+        self.launch_program(&self.runnable(exe), &launch)
+    }
+
+    fn launch_program(&self, exe: &Path, launch: &Launch) -> Server {
+        self.write_config();
+        Server::spawn(exe, &self.config_path(), launch)
     }
 
     /// A throwaway CA and a server certificate for `localhost` and 127.0.0.1 (ECDSA P-256,
