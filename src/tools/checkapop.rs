@@ -16,7 +16,9 @@
 //!   execs the program.
 //! - Dovecot mode (`--dovecot`, for `passdb { driver = checkpassword }`): no drop, since
 //!   Dovecot becomes the account itself; the program (Dovecot's `checkpassword-reply`) is
-//!   given USER, HOME and `userdb_uid`/`userdb_gid` through EXTRA. Dovecot's lookups
+//!   given USER, HOME and `userdb_uid`/`userdb_gid` through EXTRA, and for an extension
+//!   address `U-EXT` `userdb_mail=maildir:PATH`, the Maildir its `.qmail-EXT` names (found
+//!   as the account, by ipop3d's rules). Dovecot's lookups
 //!   (`AUTHORIZED` set) check no password; a credentials lookup (`CREDENTIALS_LOOKUP`) gets
 //!   `password={PLAIN}...` so Dovecot's APOP and CRAM-MD5 work against the store; a lookup of
 //!   a name that cannot log in exits 3, as checkpassword-reply's protocol wants; `AUTHORIZED`
@@ -34,6 +36,7 @@ use clap::{Arg, ArgAction};
 use crate::auth::apop;
 use crate::auth::checkpassword::{self, Request, MAX_REQUEST};
 use crate::config::{Config, Plaintext};
+use crate::maildir;
 use crate::pop3::session::{sanitize, Denied};
 use crate::server::ipop3d::lookup_login;
 use crate::system::accounts::Accounts;
@@ -288,6 +291,36 @@ fn check(
             let mut extra = vec!["userdb_uid", "userdb_gid"];
             cmd.env("userdb_uid", account.uid.to_string())
                 .env("userdb_gid", account.gid.to_string());
+            // An extension address reads the Maildir its `.qmail-EXT` delivers to, as in
+            // ipop3d: Dovecot is told through the userdb's `mail` field (its mail_location
+            // still names the account's own Maildir). Found as the account, as ipop3d does.
+            if login.ext.is_some() {
+                let located = privilege::AsAccount::enter(account)
+                    .and_then(|_as| maildir::locate(account, login.ext.as_deref(), config));
+                match located {
+                    Ok(path) => {
+                        let Some(path) = path.to_str().filter(|p| !p.contains(['\t', ':'])) else {
+                            log(
+                                "login",
+                                &format!("user={who} result=unavailable reason=\"the Maildir's path cannot be given to Dovecot\""),
+                            );
+                            return EXIT_TEMPORARY;
+                        };
+                        cmd.env("userdb_mail", format!("maildir:{path}"));
+                        extra.push("userdb_mail");
+                    }
+                    Err(e) => {
+                        log(
+                            "login",
+                            &format!(
+                                "user={who} result=unavailable reason={:?}",
+                                format!("no Maildir: {e}")
+                            ),
+                        );
+                        return EXIT_TEMPORARY;
+                    }
+                }
+            }
             if lookup && std::env::var_os("CREDENTIALS_LOOKUP").is_some() {
                 // Dovecot derives what its mechanism needs (APOP, CRAM-MD5) from the
                 // plaintext-equivalent secret; it reaches checkpassword-reply in its

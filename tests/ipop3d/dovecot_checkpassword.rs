@@ -350,6 +350,20 @@ fn dovecot_checkpassword_logs_in_imap_and_pop3_root() {
     w.deliver(&alice, &small_message(1));
     w.deliver(&alice, &small_message(2));
     w.deliver(&bob, &small_message(3));
+    // alice-lists: its own password and the Maildir its .qmail-lists names.
+    let lists = alice.account.home.join("Lists");
+    for sub in ["", "new", "cur", "tmp"] {
+        w.mkdir_as(&alice.account, &lists.join(sub), 0o700);
+    }
+    w.deliver_to(&alice, &lists, &small_message(4));
+    w.write_as(
+        &alice.account,
+        &alice.account.home.join(".qmail-lists"),
+        b"./Lists/\n",
+        0o644,
+    );
+    let lists_secret = "pw-alice-lists-dovecot";
+    w.set_secret(&alice, Some("lists"), lists_secret);
     let d = Dovecot::start(&w);
     let log = || d.log();
     let mut addr = 1u8;
@@ -403,6 +417,38 @@ fn dovecot_checkpassword_logs_in_imap_and_pop3_root() {
     assert!(body.contains("Message-ID: <m3@example.org>"), "{body}");
     served_as(&d, "pop3", &bob);
     pop.ok("QUIT");
+
+    // An extension address: its own password, the Maildir its .qmail-EXT names (IMAP and
+    // POP3), never the account's own.
+    let mut imap = Imap::connect_from(Ipv4Addr::LOCALHOST, d.imap);
+    let (_, status) = imap.cmd(&format!("LOGIN alice-lists {}", quoted(lists_secret)));
+    assert!(
+        status.starts_with("OK"),
+        "IMAP LOGIN alice-lists got {status:?}\n{}",
+        log()
+    );
+    let (untagged, status) = imap.cmd("SELECT INBOX");
+    assert!(status.starts_with("OK"), "SELECT got {status:?}");
+    assert!(untagged.contains("* 1 EXISTS"), "{untagged}");
+    let (untagged, _) = imap.cmd("FETCH 1 (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
+    assert!(untagged.contains("<m4@example.org>"), "{untagged}");
+    let _ = imap.cmd("LOGOUT");
+    let mut pop = Pop::connect(d.pop3);
+    pop.apop("alice-lists", lists_secret);
+    assert!(pop.ok("STAT").starts_with("+OK 1 "), "alice-lists' STAT");
+    pop.ok("RETR 1");
+    let body = pop.multiline().join("\n");
+    assert!(body.contains("Message-ID: <m4@example.org>"), "{body}");
+    pop.ok("QUIT");
+    // The account's own password does not open the extension.
+    let mut pop = Pop::connect_from(next_addr(&mut addr), d.pop3);
+    pop.ok("USER alice-lists");
+    let reply = pop.cmd(&format!("PASS {}", alice.password));
+    assert!(
+        reply.starts_with("-ERR"),
+        "alice's password for alice-lists: {reply:?}"
+    );
+    pop.cmd("QUIT");
 
     // Dovecot's log: the mail processes ran as the accounts.
     let text = log();
