@@ -9,9 +9,10 @@
 //!   `max_auth_failures` tries per connection. The new password passes the store's policy and
 //!   is written by the store's locked atomic write, as the account, with its SCRAM keys.
 //! - Started as root, the session is split as ipop3d's is: a confined front (the same sandbox)
-//!   reads and parses every client line, at most one line per read; the back, which never reads
-//!   the client, verifies, owns the delay and the count, writes, and logs. A front that breaks
-//!   the pipe's contract ends the connection. Started as a user, one process serves that user.
+//!   reads and parses every client line, at most one line per read; the back, which lets go of
+//!   the client's connection once the front is forked (it never holds the socket), verifies,
+//!   owns the delay and the count, writes, and logs. A front that breaks the pipe's contract
+//!   ends the connection. Started as a user, one process serves that user.
 //! - Lines are at most 255 octets (LF included), CRLF or bare LF, commands in any case; a
 //!   longer line ends the session. No secret reaches a log line or a reply.
 
@@ -429,6 +430,14 @@ fn split(config: &Config, mut back: Back, remote: &str, started: Instant) -> u8 
         Ok(f) => f,
         Err(why) => return refuse(remote, &why),
     };
+    // The front alone holds the client's connection from here on.
+    if let Err(e) = super::split::let_go_of_the_client() {
+        return stop_front(
+            pid,
+            remote,
+            &format!("cannot close the client's connection: {e}"),
+        );
+    }
     let mut logs_left = config.max_login_commands.saturating_add(4);
     let mut finished = false;
     loop {

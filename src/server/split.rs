@@ -548,6 +548,21 @@ fn onto_stdio(pipe: &UnixStream) -> nix::Result<()> {
     Ok(())
 }
 
+/// Closes this process's hold on the client's connection: `/dev/null` becomes its standard
+/// input and output. For a back that never talks to the client itself (apoppassd's), so a
+/// root process never holds the socket the front reads.
+pub(crate) fn let_go_of_the_client() -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in [nix::libc::STDIN_FILENO, nix::libc::STDOUT_FILENO] {
+        nix::unistd::dup2(null.as_raw_fd(), fd)?;
+    }
+    Ok(())
+}
+
 /// Logs why the connection is refused before any greeting; the exit status.
 fn refuse(remote: &str, reason: &str) -> u8 {
     log_line("fatal", remote, &format!("reason={reason:?}"));

@@ -18,6 +18,7 @@ mod skip;
 mod harness;
 
 mod apoppassd;
+mod apoppassd_split;
 mod auth;
 mod bad_input;
 mod checkapop;
