@@ -37,3 +37,4 @@ mod split;
 mod tcpserver;
 mod tls;
 mod tls_clients;
+mod webmail_drivers;
