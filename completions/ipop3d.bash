@@ -23,13 +23,17 @@ _ipop3d() {
 
     case "${cmd}" in
         ipop3d)
-            opts="-h -V --config --implicit-tls --fail2ban-filter --help --version"
+            opts="-h -V --config --implicit-tls --uidl-report --fail2ban-filter --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uidl-report)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

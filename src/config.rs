@@ -77,6 +77,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// The key of the SCRAM salts shown for absent accounts and older records.
     pub scram_salt_key: PathBuf,
+    /// Whose UIDLs (and order) messages new to ipop3d get: another POP3 server's, when a
+    /// Maildir moves from it.
+    pub uidl_compat: crate::maildir::import::UidlCompat,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             scram_salt_key: PathBuf::from("/etc/apoptools/scram-salt-key"),
+            uidl_compat: crate::maildir::import::UidlCompat::None,
         }
     }
 }
@@ -190,6 +194,14 @@ impl Config {
                     return Err(format!("{key} must not contain `..`"));
                 }
                 self.maildir = PathBuf::from(v);
+            }
+            "uidl_compat" => {
+                self.uidl_compat =
+                    crate::maildir::import::UidlCompat::parse(value).ok_or_else(|| {
+                        format!(
+                            "uidl_compat must be none, dovecot, courier or qmail, not {value:?}"
+                        )
+                    })?;
             }
             "plaintext" => {
                 self.plaintext = match value {
@@ -303,6 +315,11 @@ pub const KEYS: &[Key] = &[
         name: "plaintext",
         default: "intranet",
         doc: "When ipop3d accepts USER/PASS and the SASL mechanisms PLAIN and LOGIN: `intranet` when the environment variable INTRANET is non-empty (as imapext's RESTRICT_POP) or the connection is under TLS, `tls` only under TLS (STLS or --implicit-tls), `always`, or `never`. CAPA lists USER, and PLAIN and LOGIN in its SASL line, only where they are accepted. APOP, CRAM-MD5 and SCRAM-SHA-256 are always accepted.",
+    },
+    Key {
+        name: "uidl_compat",
+        default: "none",
+        doc: "Which POP3 server's UIDLs a Maildir keeps when it moves to ipop3d, so that clients leaving mail on the server do not fetch it all again: `none` (ipop3d's own: the unique part of the file name), `dovecot` (Dovecot's dovecot-uidlist in the Maildir, versions 1 and 3: a message's P field, else Dovecot's default pop3_uidl_format %08Xu%08Xv, and Dovecot's POP3 order), `courier` (Courier's courierpop3dsizelist, and its order) or `qmail` (qmail-pop3d's: the whole file name before the colon). Only messages new to ipop3d take the other server's UIDL; every UIDL ipop3d presented that is not the name's own is recorded in the Maildir's apoptools-sizes, so a Maildir it served keeps its UIDLs whatever this key says later. Messages the other server never listed get ipop3d's own. The other server's files are read as the account, never written; if one is there but unusable (not the account's own regular file, too large, an unknown format), the login is refused with [SYS/TEMP] rather than present made-up UIDLs. See ipop3d --uidl-report and the migration steps in ipop3d(8).",
     },
     Key {
         name: "min_length",

@@ -23,6 +23,7 @@ use std::time::Duration;
 use crate::error::{Error, Result, Unsafe};
 use crate::store::atomic::{self, Lock};
 
+use super::import::{self, ImportError, OldUidls, UidlCompat};
 use super::sizes::SIZE_CACHE;
 use super::{names, scan, sizes};
 
@@ -48,8 +49,13 @@ pub struct Message {
 
 #[derive(Debug, Clone)]
 pub(super) enum Uid {
+    /// The first `n` bytes of the name.
     Prefix(u8),
+    /// The hex MD5 of a unique part that cannot be its own UIDL.
     Digest(Box<str>),
+    /// Not the name's: imported from another server's list, or recorded in the size cache
+    /// when it was (always 1-70 characters of 0x21-0x7E).
+    Kept(Box<str>),
 }
 
 impl Message {
@@ -60,7 +66,7 @@ impl Message {
                 let bytes = self.name.as_bytes();
                 std::str::from_utf8(&bytes[..usize::from(*n).min(bytes.len())]).unwrap_or("")
             }
-            Uid::Digest(d) => d,
+            Uid::Digest(d) | Uid::Kept(d) => d,
         }
     }
 }
@@ -74,6 +80,8 @@ pub struct ScanReport {
     pub measured: usize,
     /// Whether the size cache was rewritten.
     pub cache_written: bool,
+    /// Messages new here that were given the old server's UIDL (`uidl_compat`).
+    pub imported: usize,
 }
 
 /// What [`Maildrop::commit`] did.
@@ -101,9 +109,18 @@ pub struct Maildrop {
 }
 
 impl Maildrop {
-    /// Locks the Maildir at `root`, moves `new/` to `cur/` and lists the messages. Runs as the
-    /// account (the caller has dropped privileges).
+    /// [`Maildrop::open_compat`] with no other server's UIDLs.
+    #[cfg(test)]
     pub fn open(root: &Path) -> Result<Maildrop> {
+        Maildrop::open_compat(root, UidlCompat::None)
+    }
+
+    /// Locks the Maildir at `root`, moves `new/` to `cur/` and lists the messages; messages
+    /// new here get the UIDLs (and the order) `compat`'s server showed ([`super::import`]).
+    /// Runs as the account (the caller has dropped privileges). The other server's list is
+    /// read, never written; if it is there but cannot be used, the maildrop is not opened
+    /// ([`Error::Unsafe`] or I/O): UIDLs made up instead would be recorded for good.
+    pub fn open_compat(root: &Path, compat: UidlCompat) -> Result<Maildrop> {
         let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
         if !meta.is_dir() {
             return Err(Error::Unsafe {
@@ -112,6 +129,8 @@ impl Maildrop {
             });
         }
         let lock = Lock::acquire(&root.join(LOCK_FILE), Duration::ZERO)?;
+        // Before anything changes: an old list that cannot be used leaves the Maildir as it is.
+        let old = import::read_old(root, compat).map_err(import_failed)?;
         let cur = root.join("cur");
         let new = root.join("new");
         let mut report = ScanReport {
@@ -119,16 +138,35 @@ impl Maildrop {
             ..ScanReport::default()
         };
         let mut messages = scan::list_cur(&cur)?;
-        sizes::fill_sizes(&root.join(SIZE_CACHE), &cur, &mut messages, &mut report);
+        sizes::fill_sizes(
+            &root.join(SIZE_CACHE),
+            &cur,
+            &mut messages,
+            &mut report,
+            &|m| imported_uidl(compat, old.as_ref(), m),
+        );
         // A file that vanished while being measured is not listed.
         messages.retain(|m| m.size != sizes::VANISHED);
-        messages.sort_unstable_by(|a, b| (a.delivered, &a.name).cmp(&(b.delivered, &b.name)));
+        sort(&mut messages, old.as_ref());
         Ok(Maildrop {
             cur,
             messages,
             report,
             _lock: lock,
         })
+    }
+
+    /// The UIDLs a session on the Maildir at `root` would present now, in its order, without
+    /// taking the lock, moving, renaming, measuring or writing anything (`ipop3d
+    /// --uidl-report`). Runs as the account.
+    pub fn preview_uidls(root: &Path, compat: UidlCompat) -> Result<Vec<String>> {
+        let old = import::read_old(root, compat).map_err(import_failed)?;
+        let mut messages = scan::list_unchanged(&root.join("cur"), &root.join("new"))?;
+        sizes::preview_uidls(&root.join(SIZE_CACHE), &mut messages, &|m| {
+            imported_uidl(compat, old.as_ref(), m)
+        });
+        sort(&mut messages, old.as_ref());
+        Ok(messages.iter().map(|m| m.uid().to_string()).collect())
     }
 
     /// Every message, deleted or not, in order (message n is index n-1).
@@ -235,4 +273,47 @@ impl Maildrop {
         }
         report
     }
+}
+
+/// The UIDL `compat`'s server showed for a message new here, if any and if it differs from
+/// the message's own.
+fn imported_uidl(compat: UidlCompat, old: Option<&OldUidls>, m: &Message) -> Option<Box<str>> {
+    let base = names::base_of(m.name.as_bytes());
+    let uidl = match compat {
+        UidlCompat::None => return None,
+        UidlCompat::Qmail => import::qmail_uidl(m.name.as_bytes())?,
+        UidlCompat::Dovecot | UidlCompat::Courier => old?.get(base)?.0,
+    };
+    if !names::uid_is_name(uidl) || uidl == m.uid().as_bytes() {
+        return None;
+    }
+    std::str::from_utf8(uidl).ok().map(Into::into)
+}
+
+/// The old server's file, there but unusable: the maildrop is not opened (see
+/// [`Maildrop::open_compat`]).
+fn import_failed(e: ImportError) -> Error {
+    match e {
+        ImportError::Unsafe { path, why } => Error::Unsafe { path, why },
+        ImportError::Io { path, source } => Error::io(&path, source),
+        ImportError::Malformed { path, malformed } => Error::Unsafe {
+            path,
+            why: Unsafe::Malformed(malformed.why),
+        },
+    }
+}
+
+/// Numbers the messages: those the old server's list knows first, in its order; then the rest
+/// in delivery order (the Unix time a qmail file name starts with, then the name).
+fn sort(messages: &mut [Message], old: Option<&OldUidls>) {
+    const OURS: u64 = 1 << 63;
+    if let Some(old) = old {
+        for m in messages.iter_mut() {
+            m.delivered = match old.get(names::base_of(m.name.as_bytes())) {
+                Some((_, key)) => key.min(OURS - 1),
+                None => OURS | m.delivered.min(OURS - 1),
+            };
+        }
+    }
+    messages.sort_unstable_by(|a, b| (a.delivered, &a.name).cmp(&(b.delivered, &b.name)));
 }

@@ -5,6 +5,8 @@
 //! - [`scan`]: moving `new/` to `cur/` and listing `cur/`.
 //! - [`sizes`]: the RETR size of a message and the cache of sizes.
 //! - [`dotqmail`]: which Maildir an extension address delivers to.
+//! - [`import`]: the UIDLs (and order) Dovecot and Courier showed, read from their own files
+//!   (never written), and qmail-pop3d's, from the names (`uidl_compat`).
 //!
 //! Guarantees:
 //! - One session per maildrop: an exclusive, non-blocking flock on `apoptools-pop3.lock` in the
@@ -23,6 +25,12 @@
 //!   before any `,S=`/`,W=` field, which earlier versions added) when that is 1-70 characters
 //!   of 0x21-0x7E, else the hex MD5 of it; it never changes when flags are added to the name,
 //!   and messages renamed by earlier versions keep theirs.
+//! - With `uidl_compat`, a message this ipop3d has not served before takes the UIDL the old
+//!   server presented ([`import`]), and messages the old server listed come first, in its
+//!   order. Every UIDL presented that is not the name's own is recorded in `apoptools-sizes`
+//!   at that session, so it never changes afterwards whatever `uidl_compat` says; UIDLs stay
+//!   unique and within RFC 1939's characters. An old server's file that is there but unusable
+//!   refuses the maildrop before anything in it changes.
 //! - A size is exactly the number of octets RETR sends for the message before dot-stuffing: LF
 //!   becomes CRLF (an existing CRLF stays two octets) and a message not ending in LF gets a
 //!   final CRLF.
@@ -32,6 +40,7 @@
 //!   unique part; if it is gone, the caller gets `None` and the session goes on.
 
 pub mod dotqmail;
+pub mod import;
 pub mod maildrop;
 pub mod names;
 pub mod scan;

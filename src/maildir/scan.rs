@@ -44,18 +44,22 @@ pub(super) fn list_cur(cur: &Path) -> Result<Vec<Message>> {
 }
 
 /// The listing entry of the file `name` in `cur/`, unsized.
-fn message(name: OsString) -> Message {
-    let fields = NameFields::parse(name.as_bytes());
-    let uid = match u8::try_from(fields.unique.len()) {
-        Ok(n) if uid_is_name(fields.unique) => Uid::Prefix(n),
-        _ => Uid::Digest(uidl(fields.unique).into_boxed_str()),
-    };
+pub(super) fn message(name: OsString) -> Message {
     Message {
         delivered: delivery_time(&name),
+        uid: own_uid(&name),
         name: name.into_boxed_os_str(),
-        uid,
         size: 0,
         deleted: false,
+    }
+}
+
+/// The UIDL a message's name gives it (see [`super::names::uidl`]).
+pub(super) fn own_uid(name: &OsStr) -> Uid {
+    let fields = NameFields::parse(name.as_bytes());
+    match u8::try_from(fields.unique.len()) {
+        Ok(n) if uid_is_name(fields.unique) => Uid::Prefix(n),
+        _ => Uid::Digest(uidl(fields.unique).into_boxed_str()),
     }
 }
 
@@ -206,6 +210,33 @@ pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
     }
     finish_moves(cur, &mut linked)?;
     Ok(moved)
+}
+
+/// Lists what a session would list, without moving, renaming or measuring anything: `cur/`,
+/// and `new/` under the names its messages would get in `cur/` (for `ipop3d --uidl-report`).
+/// Names that collide are listed as they are (a session renames all but one apart first).
+pub(super) fn list_unchanged(cur: &Path, new: &Path) -> Result<Vec<Message>> {
+    let mut messages = Vec::new();
+    for (dir, moved) in [(cur, false), (new, true)] {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name();
+            if name.as_bytes().starts_with(b".") {
+                continue;
+            }
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
+                continue;
+            }
+            let name = if moved {
+                cur_name(name.as_bytes())
+            } else {
+                name
+            };
+            messages.push(message(name));
+        }
+    }
+    Ok(messages)
 }
 
 /// The name a message in `new/` gets in `cur/`: its unique part (everything before `:`) kept

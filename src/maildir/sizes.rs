@@ -5,9 +5,13 @@
 //!   final CRLF ([`measure`]).
 //! - Every message is measured once and remembered in `apoptools-sizes` (replaced atomically,
 //!   keyed by the name's base, so a change of flags keeps the entry). A size field in a name
-//!   (`,W=`) is never believed. The cache is only a cache:
-//!   missing, unsafe or malformed, it is ignored and sizes are measured again; it never gives a
-//!   wrong size.
+//!   (`,W=`) is never believed. For sizes the cache is only a cache: missing, unsafe or
+//!   malformed, it is ignored and sizes are measured again; it never gives a wrong size.
+//! - The cache also records every UIDL presented that is not the one the name gives (one
+//!   imported from another server's list, [`super::import`]), so a message keeps the UIDL it
+//!   was first presented with whatever `uidl_compat` says later. A message the cache knows
+//!   without a recorded UIDL keeps its own. UIDLs are unique in a listing: a kept UIDL that
+//!   another message's equals gives way to the message's own ([`keep_unique`]).
 
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
@@ -17,15 +21,18 @@ use std::path::Path;
 
 use crate::store::atomic;
 
-use super::maildrop::{Message, ScanReport, CHUNK};
-use super::names::{base_of, decimal};
-use super::scan::open_regular;
+use super::maildrop::{Message, ScanReport, Uid, CHUNK};
+use super::names::{base_of, decimal, uid_is_name};
+use super::scan::{open_regular, own_uid};
 
 /// The size cache file in the Maildir.
 pub const SIZE_CACHE: &str = "apoptools-sizes";
-/// Version 2 keys sizes by base name; version 1 (keyed by whole names) is not read (its
-/// sizes are measured again, once).
-pub(super) const CACHE_HEADER: &[u8] = b"apoptools-sizes 2\n";
+/// Version 3 lines are `SIZE[,UIDL] BASE`: the size, the UIDL presented for the message when
+/// it is not the one its name gives (imported from another server's list), and the name's
+/// base. Version 2 (no UIDLs) is read as version 3; version 1 (keyed by whole names) is not
+/// read (its sizes are measured again, once).
+pub(super) const CACHE_HEADER: &[u8] = b"apoptools-sizes 3\n";
+const CACHE_HEADER_V2: &[u8] = b"apoptools-sizes 2\n";
 const MAX_CACHE_LEN: u64 = 256 << 20;
 
 /// Counts the wire size of a message (see the module comment) and its file size.
@@ -58,20 +65,31 @@ pub fn measure(mut r: impl Read) -> io::Result<(u64, u64)> {
 
 /// The size given to a message whose file vanished before it could be measured.
 pub(super) const VANISHED: u64 = u64::MAX;
+/// The size of a message the cache does not know (yet to be measured).
+const NOT_CACHED: u64 = u64::MAX - 1;
 
-/// Sizes every message: from the cache, else by reading the file (a file that vanished gets
-/// [`VANISHED`]). Sizes never come from a name: a `,W=` field may be anyone's. The cache is
-/// keyed by each name's base (the part before `:`, which flag changes keep), kept sorted and
-/// streamed, so this is one merge of two sorted lists: no hashing, no per-entry allocation,
-/// and never the whole cache in memory. It is rewritten (streamed too) when it gained or lost
-/// entries.
-pub(super) fn fill_sizes(
-    cache_path: &Path,
-    cur: &Path,
-    messages: &mut [Message],
-    report: &mut ScanReport,
-) {
-    // Each base found once; the merge order is an index sorted by base (plain byte compares).
+/// A UIDL given to a message that has none recorded: the old server's (see
+/// [`super::import`]), or `None` for ours.
+pub(super) type Import<'a> = &'a dyn Fn(&Message) -> Option<Box<str>>;
+
+/// What the cache knows of each message, found by one merge of two sorted lists.
+struct Known {
+    /// Indexes into the messages, sorted by base (the cache's order).
+    order: Vec<u32>,
+    /// Each message's cached size, or [`NOT_CACHED`].
+    sizes: Vec<u64>,
+    /// Whether the cache held entries for names no longer in cur/.
+    stale: bool,
+    /// Entries used.
+    used: usize,
+}
+
+/// Reads the cache against `messages`: each message's size, and the UIDLs it recorded set on
+/// the messages (a recorded UIDL that is not 1-70 characters of 0x21-0x7E is not believed).
+/// The cache is keyed by each name's base (the part before `:`, which flag changes keep),
+/// kept sorted and streamed, so this is one merge of two sorted lists: no hashing, no
+/// per-entry allocation, and never the whole cache in memory.
+fn read_known(cache_path: &Path, messages: &mut [Message]) -> Known {
     let base_len: Vec<u32> = messages
         .iter()
         .map(|m| base_of(m.name.as_bytes()).len() as u32)
@@ -79,7 +97,8 @@ pub(super) fn fill_sizes(
     let key_of = |i: usize| &messages[i].name.as_bytes()[..base_len[i] as usize];
     let mut order: Vec<u32> = (0..messages.len() as u32).collect();
     order.sort_unstable_by(|&a, &b| key_of(a as usize).cmp(key_of(b as usize)));
-    let mut sizes = vec![0u64; messages.len()];
+    let mut sizes = vec![NOT_CACHED; messages.len()];
+    let mut recorded = Vec::new();
     let mut cache = CacheReader::open(cache_path);
     let (mut used, mut stale) = (0usize, false);
     for &i in &order {
@@ -92,8 +111,46 @@ pub(super) fn fill_sizes(
         }
         if cache.name() == Some(key) {
             sizes[i] = cache.size;
+            if let Some(uidl) = cache.uidl() {
+                recorded.push((i, uidl.into()));
+            }
             cache.advance();
             used += 1;
+        }
+    }
+    stale |= cache.name().is_some();
+    for (i, uidl) in recorded {
+        messages[i].uid = Uid::Kept(uidl);
+    }
+    Known {
+        order,
+        sizes,
+        stale,
+        used,
+    }
+}
+
+/// Sizes every message: from the cache, else by reading the file (a file that vanished gets
+/// [`VANISHED`]). Sizes never come from a name: a `,W=` field may be anyone's. A message the
+/// cache knows keeps the UIDL it recorded (its own otherwise); one it does not know is new
+/// here and gets `import`'s UIDL, if any. UIDLs are then made unique ([`keep_unique`]) and
+/// every non-default UIDL is recorded. The cache is rewritten (streamed) when it gained or
+/// lost entries.
+pub(super) fn fill_sizes(
+    cache_path: &Path,
+    cur: &Path,
+    messages: &mut [Message],
+    report: &mut ScanReport,
+    import: Import,
+) {
+    let Known {
+        order,
+        mut sizes,
+        stale,
+        used,
+    } = read_known(cache_path, messages);
+    for i in 0..messages.len() {
+        if sizes[i] != NOT_CACHED {
             continue;
         }
         sizes[i] = match open_regular(&cur.join(&*messages[i].name)).and_then(measure) {
@@ -103,21 +160,30 @@ pub(super) fn fill_sizes(
             }
             Err(_) => VANISHED,
         };
+        if let Some(uidl) = import(&messages[i]) {
+            messages[i].uid = Uid::Kept(uidl);
+            report.imported += 1;
+        }
     }
-    stale |= cache.name().is_some();
-    drop(cache);
-    let rewrite = report.measured > 0 || stale || used < messages.len();
+    let reverted = keep_unique(messages);
+    report.imported = report.imported.saturating_sub(reverted);
+    let rewrite = report.measured > 0 || stale || used < messages.len() || reverted > 0;
     let written = rewrite.then(|| {
         atomic::replace_with(cache_path, 0o600, |w| {
             w.write_all(CACHE_HEADER)?;
             let mut line = Vec::with_capacity(128);
             for &i in &order {
-                let (i, key) = (i as usize, key_of(i as usize));
+                let i = i as usize;
+                let key = base_of(messages[i].name.as_bytes());
                 if sizes[i] == VANISHED || key.contains(&b'\n') {
                     continue;
                 }
                 line.clear();
                 push_decimal(&mut line, sizes[i]);
+                if let Uid::Kept(uidl) = &messages[i].uid {
+                    line.push(b',');
+                    line.extend_from_slice(uidl.as_bytes());
+                }
                 line.push(b' ');
                 line.extend_from_slice(key);
                 line.push(b'\n');
@@ -132,6 +198,52 @@ pub(super) fn fill_sizes(
     }
 }
 
+/// The UIDLs the next session will present, without measuring, moving or writing anything
+/// (for `ipop3d --uidl-report`): recorded ones from the cache, `import`'s for messages it
+/// does not know, made unique as a session makes them.
+pub(super) fn preview_uidls(cache_path: &Path, messages: &mut [Message], import: Import) {
+    let known = read_known(cache_path, messages);
+    for (i, size) in known.sizes.iter().enumerate() {
+        if *size == NOT_CACHED {
+            if let Some(uidl) = import(&messages[i]) {
+                messages[i].uid = Uid::Kept(uidl);
+            }
+        }
+    }
+    keep_unique(messages);
+}
+
+/// Makes every UIDL unique: a kept UIDL (recorded or imported) that another message's UIDL
+/// equals is dropped for the message's own, until none collide (own UIDLs never collide with
+/// each other: [`super::scan`] renamed such names apart). How many were dropped.
+pub(super) fn keep_unique(messages: &mut [Message]) -> usize {
+    let mut reverted = 0;
+    loop {
+        if !messages.iter().any(|m| matches!(m.uid, Uid::Kept(_))) {
+            return reverted;
+        }
+        let mut count: std::collections::HashMap<&str, u32> =
+            std::collections::HashMap::with_capacity(messages.len());
+        for m in messages.iter() {
+            *count.entry(m.uid()).or_default() += 1;
+        }
+        let colliding: Vec<usize> = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| matches!(m.uid, Uid::Kept(_)) && count[m.uid()] > 1)
+            .map(|(i, _)| i)
+            .collect();
+        drop(count);
+        if colliding.is_empty() {
+            return reverted;
+        }
+        for i in colliding {
+            messages[i].uid = own_uid(&messages[i].name);
+            reverted += 1;
+        }
+    }
+}
+
 /// The size cache read one `size name` line at a time, in file order. Missing, not the
 /// account's own regular file, or not in the expected format: empty (it is only a cache:
 /// sizes are measured again). Malformed lines are skipped.
@@ -140,6 +252,8 @@ pub(super) struct CacheReader {
     line: Vec<u8>,
     /// Where the name starts in `line`, if there is a current entry.
     name_at: Option<usize>,
+    /// Where the recorded UIDL lies in `line` (empty if none).
+    uidl_at: std::ops::Range<usize>,
     size: u64,
 }
 
@@ -149,6 +263,7 @@ impl CacheReader {
             reader: None,
             line: Vec::with_capacity(128),
             name_at: None,
+            uidl_at: 0..0,
             size: 0,
         };
         let Ok(Some((file, meta))) = atomic::open_nofollow(path) else {
@@ -159,7 +274,9 @@ impl CacheReader {
         }
         let mut reader = io::BufReader::with_capacity(CHUNK, file.take(MAX_CACHE_LEN));
         let mut header = Vec::new();
-        if reader.read_until(b'\n', &mut header).is_ok() && header == CACHE_HEADER {
+        if reader.read_until(b'\n', &mut header).is_ok()
+            && (header == CACHE_HEADER || header == CACHE_HEADER_V2)
+        {
             cache.reader = Some(reader);
             cache.advance();
         }
@@ -169,6 +286,15 @@ impl CacheReader {
     /// The current entry's name, `None` at the end.
     pub(super) fn name(&self) -> Option<&[u8]> {
         self.name_at.map(|at| &self.line[at..])
+    }
+
+    /// The current entry's recorded UIDL, if it has one that RFC 1939 allows.
+    pub(super) fn uidl(&self) -> Option<&str> {
+        let uidl = &self.line[self.uidl_at.clone()];
+        if !uid_is_name(uidl) {
+            return None;
+        }
+        std::str::from_utf8(uidl).ok()
     }
 
     /// Moves to the next well-formed entry.
@@ -192,8 +318,14 @@ impl CacheReader {
             let Some(space) = self.line.iter().position(|&b| b == b' ') else {
                 continue;
             };
-            if let Some(size) = decimal(&self.line[..space]) {
+            let head = &self.line[..space];
+            let (digits, uidl_at) = match head.iter().position(|&b| b == b',') {
+                Some(comma) => (&head[..comma], comma + 1..space),
+                None => (head, 0..0),
+            };
+            if let Some(size) = decimal(digits) {
                 self.size = size;
+                self.uidl_at = uidl_at;
                 self.name_at = Some(space + 1);
                 return;
             }

@@ -3,6 +3,7 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
+use super::import::UidlCompat;
 use super::maildrop::*;
 use super::names::*;
 use super::scan::*;
@@ -200,7 +201,7 @@ fn unsorted_cache_costs_a_measurement_never_a_wrong_size() {
     assert!(md.report.cache_written);
     drop(md);
     let cache = std::fs::read(d.join(SIZE_CACHE)).unwrap();
-    assert_eq!(cache, b"apoptools-sizes 2\n4 1.a\n6 2.b\n3 3.c\n");
+    assert_eq!(cache, b"apoptools-sizes 3\n4 1.a\n6 2.b\n3 3.c\n");
     assert_eq!(Maildrop::open(d).unwrap().report, ScanReport::default());
 }
 
@@ -358,4 +359,116 @@ fn locate_extension_maildir() {
             ..
         })
     ));
+}
+
+/// The UIDLs of an open maildrop, in order.
+fn uids(md: &Maildrop) -> Vec<&str> {
+    md.messages().iter().map(|m| m.uid()).collect()
+}
+
+#[test]
+fn imported_uidls_are_recorded_and_kept_whatever_the_setting_says() {
+    let dir = maildir();
+    let d = dir.path();
+    // qmail-pop3d's UIDL is the whole name before ':' (a `,S=` field included); ours stops
+    // before the `,S=` field.
+    std::fs::write(d.join("new/1700000000.1.h,S=2"), b"m\n").unwrap();
+    std::fs::write(d.join("new/1700000001.2.h"), b"m\n").unwrap();
+    let md = Maildrop::open_compat(d, UidlCompat::Qmail).unwrap();
+    assert_eq!(uids(&md), ["1700000000.1.h,S=2", "1700000001.2.h"]);
+    assert_eq!(md.report.imported, 1);
+    drop(md);
+    let cache = std::fs::read_to_string(d.join(SIZE_CACHE)).unwrap();
+    assert_eq!(
+        cache,
+        "apoptools-sizes 3\n3,1700000000.1.h,S=2 1700000000.1.h,S=2\n3 1700000001.2.h\n"
+    );
+    // Switched to `none`: the recorded UIDL stays; a new message gets ours.
+    std::fs::write(d.join("new/1700000002.3.h,S=2"), b"m\n").unwrap();
+    let md = Maildrop::open_compat(d, UidlCompat::None).unwrap();
+    assert_eq!(
+        uids(&md),
+        ["1700000000.1.h,S=2", "1700000001.2.h", "1700000002.3.h"]
+    );
+    assert_eq!(md.report.imported, 0);
+    let mut md = md;
+    md.delete(2).unwrap();
+    md.commit();
+    // Back to qmail: the message first served under `none` keeps ours.
+    std::fs::write(d.join("new/1700000003.4.h,S=2"), b"m\n").unwrap();
+    let md = Maildrop::open_compat(d, UidlCompat::Qmail).unwrap();
+    assert_eq!(
+        uids(&md),
+        ["1700000000.1.h,S=2", "1700000002.3.h", "1700000003.4.h,S=2"]
+    );
+    assert_eq!(md.report.imported, 1);
+    assert_eq!(md.report.measured, 1);
+}
+
+#[test]
+fn a_version_2_cache_is_read_and_kept_uidls_stay_unique() {
+    let dir = maildir();
+    let d = dir.path();
+    std::fs::write(d.join("cur/1700000000.1.h:2,"), b"m\n").unwrap();
+    std::fs::write(d.join("cur/1700000001.2.h:2,S"), b"m\n").unwrap();
+    std::fs::write(
+        d.join(SIZE_CACHE),
+        "apoptools-sizes 2\n3 1700000000.1.h\n3 1700000001.2.h\n",
+    )
+    .unwrap();
+    let md = Maildrop::open(d).unwrap();
+    assert_eq!(md.report.measured, 0, "version 2 sizes are believed");
+    assert!(!md.report.cache_written, "nothing to change");
+    assert_eq!(uids(&md), ["1700000000.1.h", "1700000001.2.h"]);
+    drop(md);
+    // A recorded UIDL that another message's own equals gives way; one RFC 1939 forbids is
+    // not believed.
+    std::fs::write(
+        d.join(SIZE_CACHE),
+        "apoptools-sizes 3\n3,1700000001.2.h 1700000000.1.h\n3,\u{7f}bad 1700000001.2.h\n",
+    )
+    .unwrap();
+    let md = Maildrop::open(d).unwrap();
+    assert_eq!(uids(&md), ["1700000000.1.h", "1700000001.2.h"]);
+    assert!(md.report.cache_written, "the dropped record is rewritten");
+    drop(md);
+    let cache = std::fs::read_to_string(d.join(SIZE_CACHE)).unwrap();
+    assert_eq!(
+        cache,
+        "apoptools-sizes 3\n3 1700000000.1.h\n3 1700000001.2.h\n"
+    );
+    // Two kept UIDLs equal to each other: both give way.
+    std::fs::write(
+        d.join(SIZE_CACHE),
+        "apoptools-sizes 3\n3,same 1700000000.1.h\n3,same 1700000001.2.h\n",
+    )
+    .unwrap();
+    let md = Maildrop::open(d).unwrap();
+    assert_eq!(uids(&md), ["1700000000.1.h", "1700000001.2.h"]);
+}
+
+#[test]
+fn the_preview_changes_nothing_and_matches_the_session() {
+    let dir = maildir();
+    let d = dir.path();
+    std::fs::write(d.join("cur/1700000000.1.h,S=2:2,S"), b"m\n").unwrap();
+    std::fs::write(d.join("new/1700000001.2.h,S=2"), b"m\n").unwrap();
+    std::fs::write(d.join("new/1699999999.0.h"), b"m\n").unwrap();
+    let before = (names(d, "cur"), names(d, "new"));
+    let preview = Maildrop::preview_uidls(d, UidlCompat::Qmail).unwrap();
+    assert_eq!(
+        preview,
+        ["1699999999.0.h", "1700000000.1.h,S=2", "1700000001.2.h,S=2"]
+    );
+    assert_eq!((names(d, "cur"), names(d, "new")), before, "nothing moved");
+    assert!(!d.join(SIZE_CACHE).exists(), "nothing written");
+    assert!(!d.join(LOCK_FILE).exists(), "no lock taken");
+    let md = Maildrop::open_compat(d, UidlCompat::Qmail).unwrap();
+    assert_eq!(uids(&md), preview);
+    drop(md);
+    // Served once, the preview under another setting shows what was recorded.
+    assert_eq!(
+        Maildrop::preview_uidls(d, UidlCompat::None).unwrap(),
+        preview
+    );
 }

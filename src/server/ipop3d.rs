@@ -145,6 +145,17 @@ pub fn command() -> clap::Command {
                 ),
         )
         .arg(
+            Arg::new("uidl-report")
+                .long("uidl-report")
+                .value_name("USER")
+                .help(
+                    "Print the UIDL list ipop3d will present to USER (an address, U-EXT \
+                     included), one `N UIDL` line per message in session order, without \
+                     taking the lock, moving, measuring or writing anything, and exit: diff it \
+                     against the old server's UIDL listing before a switch (uidl_compat)",
+                ),
+        )
+        .arg(
             Arg::new("fail2ban-filter")
                 .long("fail2ban-filter")
                 .action(ArgAction::SetTrue)
@@ -181,6 +192,15 @@ pub fn main() -> ExitCode {
     let started = Instant::now();
     let remote = remote_address();
     let config_path = matches.get_one::<PathBuf>("config").cloned();
+    if let Some(user) = matches.get_one::<String>("uidl-report") {
+        return match uidl_report(config_path, user) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(err) => {
+                eprintln!("ipop3d: {err:#}");
+                ExitCode::from(crate::error::exit_code(&err))
+            }
+        };
+    }
     let implicit_tls = matches.get_flag("implicit-tls");
     match run(config_path, implicit_tls, &remote, started, None) {
         Ok(code) => ExitCode::from(code),
@@ -194,6 +214,43 @@ pub fn main() -> ExitCode {
             ExitCode::from(crate::error::exit_code(&err))
         }
     }
+}
+
+/// `--uidl-report USER`: the UIDLs a session of USER would present now, in its order, one
+/// `N UIDL` line each on standard output. As root the process first becomes the account for
+/// good (the Maildir is read as the account, as a session reads it); as a user, only that
+/// user's own accounts. Uid 0 is refused as at login; a disabled account is reported.
+fn uidl_report(config_path: Option<PathBuf>, user: &str) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref()).context("reading the configuration")?;
+    let accounts =
+        Accounts::open(config.passwd_file.as_deref()).context("opening the account database")?;
+    let login = accounts
+        .resolve_login(user, config.ext_delimiter)
+        .with_context(|| format!("looking up {user:?}"))?;
+    let account = &login.account;
+    if account.uid == 0 || account.gid == 0 {
+        return Err(
+            Error::NotPermitted(format!("{user} has uid or gid 0 and never logs in")).into(),
+        );
+    }
+    if nix::unistd::geteuid().is_root() {
+        privilege::drop_permanently(account, accounts.groups())
+            .with_context(|| format!("becoming {}", account.name))?;
+    } else if nix::unistd::geteuid().as_raw() != account.uid {
+        return Err(
+            Error::NotPermitted(format!("only root may read {}'s Maildir", account.name)).into(),
+        );
+    }
+    let path = maildir::locate(account, login.ext.as_deref(), &config)
+        .with_context(|| format!("finding {user}'s Maildir"))?;
+    let uidls = maildir::Maildrop::preview_uidls(&path, config.uidl_compat)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for (n, uidl) in uidls.iter().enumerate() {
+        writeln!(out, "{} {uidl}", n + 1).context("writing the report")?;
+    }
+    out.flush().context("writing the report")?;
+    Ok(())
 }
 
 /// Serves one connection as root does, but with `front` in place of the confined front: the
@@ -290,6 +347,7 @@ fn run(
         timestamp: timestamp(&host),
         max_login_commands: config.max_login_commands,
         login_deadline: Some(login_deadline),
+        uidl_compat: config.uidl_compat,
     };
     connection::set_socket_options(config.timeout);
     if root {

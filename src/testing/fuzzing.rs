@@ -205,6 +205,7 @@ pub fn session_in(root: &Path, data: &[u8]) {
         timestamp: "<1.2@fuzz>".into(),
         max_login_commands: u32::MAX,
         login_deadline: None,
+        uidl_compat: crate::maildir::import::UidlCompat::None,
     };
     let mut log = |_: &str, _: &str| {};
     let mut out = Vec::new();
@@ -375,4 +376,47 @@ pub fn poppassd_dialogue(data: &[u8]) {
         "{} replies to {inputs} lines",
         lines.len()
     );
+}
+
+/// An old server's UIDL file (`crate::maildir::import`: Dovecot's `dovecot-uidlist`,
+/// Courier's `courierpop3dsizelist`) from any bytes: never a panic; whatever parses keeps
+/// every promise of `get` (a UIDL of 1-70 characters of 0x21-0x7E that no other entry has, a
+/// distinct rank, found by its base, for every entry and for any word of the input asked
+/// for); a header error is on line 1; and the same bytes with CRLF line ends read the same.
+pub fn uidl_import(data: &[u8]) {
+    use crate::maildir::import::{parse_courier_sizelist, parse_dovecot_uidlist};
+    let crlf = (!data.contains(&b'\r')).then(|| {
+        let mut crlf = Vec::with_capacity(data.len() * 2);
+        for &b in data {
+            if b == b'\n' {
+                crlf.push(b'\r');
+            }
+            crlf.push(b);
+        }
+        crlf
+    });
+    for parse in [parse_dovecot_uidlist, parse_courier_sizelist] {
+        let parsed = parse(data);
+        match &parsed {
+            Ok(old) => {
+                old.assert_invariants();
+                assert_eq!(old.is_empty(), old.iter().next().is_none());
+                let lines = data.split(|&b| b == b'\n').count();
+                assert!(
+                    old.len() + old.ignored() <= lines,
+                    "more entries than lines"
+                );
+                for word in data.split(|&b| b == b' ' || b == b'\n' || b == b':') {
+                    if let Some((uidl, order)) = old.get(word) {
+                        assert!(crate::maildir::names::uidl(uidl).as_bytes() == uidl);
+                        assert!(order < old.len() as u64);
+                    }
+                }
+            }
+            Err(e) => assert_eq!(e.line, 1, "{e}"),
+        }
+        if let Some(crlf) = &crlf {
+            assert_eq!(parse(crlf), parsed, "CRLF line ends read differently");
+        }
+    }
 }

@@ -380,10 +380,28 @@ proxy_from = 10.0.0.2"#,
          Deletions happen only at QUIT and are fsync'd; a dropped connection or the idle timeout deletes nothing. A per-maildrop lock gives a second session -ERR [IN-USE].\n\
          Tested (see README.md): the parser and whole sessions were fuzzed for 10 million executions each; 400 SIGKILLs during QUIT never lost an unmarked message; 1,000 sessions 40 at a time were all answered correctly with flat memory; a 50 MB message to a reader taking a byte per 100 ms kept the server under 5.1 MB; unknown user, disabled account and wrong password gave the same reply after the same delay; after a login under TLS no process running as the account had the key anywhere in its memory.",
     );
+    let migration = paragraphs(
+        "Clients that leave mail on the server remember each message's UIDL; a server that presents other UIDLs makes them fetch everything again. With uidl_compat (apoptools.conf(5)) set, a message ipop3d has not served before gets the UIDL the old server presented, from the old server's own file in the Maildir, and messages are listed in the old server's order (the ones it never listed after them, in delivery order). Every UIDL ipop3d presents that is not the file name's own is recorded in the Maildir's apoptools-sizes at that session, so it stays whatever uidl_compat says later, and the old server's file may go once every Maildir has been served. The old server's files are read as the account and never written. Step by step, for each account or all at once:",
+    ) + &literal(
+        "1. Set uidl_compat in /etc/apoptools.conf (below: which value).\n\
+2. While the old server still serves POP3, save its listing for a user:\n\
+     curl -s --user USER:PASSWORD pop3://127.0.0.1/ -X UIDL | tr -d '\\r' > old.txt\n\
+3. Before any ipop3d session of that user, as root (nothing is moved, locked or written):\n\
+     ipop3d --uidl-report USER > new.txt\n\
+     diff old.txt new.txt          # empty: same UIDLs, same order\n\
+4. Stop the old server's POP3 service and start ipop3d on its port. The first session\n\
+   records the UIDLs; new mail gets ipop3d's own.",
+    ) + &paragraphs(
+        "From Dovecot: uidl_compat = dovecot when Dovecot used its default pop3_uidl_format (%08Xu%08Xv: the IMAP UID and UIDVALIDITY in lowercase hex) or kept UIDLs of its own (P fields, from pop3_save_uidl or an earlier migration); ipop3d reads dovecot-uidlist (versions 1 and 3) from the Maildir and lists messages in Dovecot's POP3 order (its O fields, then IMAP UID). With pop3_uidl_format = %f, use uidl_compat = qmail. Any other pop3_uidl_format is not read: step 3 shows the difference. If mail_location put the control files elsewhere (CONTROL=), copy dovecot-uidlist into the Maildir first, owned by the account.\n\
+         From Courier: uidl_compat = courier; ipop3d reads courierpop3dsizelist (every version Courier wrote: UIDLs UIDuid-uidvalidity, UIDuid, or the escaped file name of the oldest) and lists in Courier's order.\n\
+         From qmail-pop3d: uidl_compat = qmail; the UIDL is the whole file name before the colon (a ,S= field included, which ipop3d's own leaves out). qmail-pop3d lists messages by modification time, ipop3d by the delivery time a qmail file name starts with: the same order unless the files' times were changed.\n\
+         An imported UIDL that RFC 1939 does not allow (1 to 70 characters of 0x21 to 0x7E) is not used, nor one two messages would share: those messages get ipop3d's own (the report shows them). If the old server's file is there but unusable (not the account's regular file, over 64 MiB, a header that does not parse), the login is refused with -ERR [SYS/TEMP] and the reason logged, rather than present UIDLs that would then be recorded for good. Login log lines count the imported UIDLs (imported=N).",
+    );
     let extra = section("TLS", &tls)
         + &section("SASL", &sasl)
         + &section("PROCESS MODEL", &process)
         + &section("EXAMPLES", &examples)
+        + &section("MIGRATION", &migration)
         + &section(
             "ENVIRONMENT",
             &tagged(&[

@@ -78,3 +78,8 @@ fn session_corpus() {
 fn sasl_corpus() {
     run("sasl", apoptools::testing::fuzzing::sasl);
 }
+
+#[test]
+fn uidl_import_corpus() {
+    run("uidl_import", apoptools::testing::fuzzing::uidl_import);
+}

@@ -8,185 +8,43 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 
 use crate::client::{tcp_from, Pop};
+use crate::dovecot::Dovecot;
 use crate::harness::{proc_ids, small_message, User, World, PATIENCE};
 
 const CHECKAPOP: &str = env!("CARGO_BIN_EXE_checkapop");
 const DOVECOT_POP3: &str = "/usr/lib/dovecot/pop3";
 const DOVECOT_IMAP: &str = "/usr/lib/dovecot/imap";
 
-/// A private Dovecot instance; stopped (and waited for) when dropped.
-struct Dovecot {
-    dir: PathBuf,
-    imap: u16,
-    pop3: u16,
-}
-
-/// Two free TCP ports on 127.0.0.1 (held together while chosen, so they differ).
-fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
-}
-
-impl Dovecot {
-    /// Writes the configuration under `w`'s directory and starts Dovecot as root.
-    fn start(w: &World) -> Dovecot {
-        w.write_config();
-        let dir = w.path().join("dovecot");
-        std::fs::create_dir(&dir).unwrap();
-        let (imap, pop3) = free_ports();
-        let d = dir.display();
-        let conf = format!(
-            "# Written by tests/ipop3d/dovecot_checkpassword.rs.\n\
-             instance_name = apoptools-checkpassword-{pid}\n\
-             base_dir = {d}/run\n\
-             state_dir = {d}/state\n\
-             log_path = {d}/dovecot.log\n\
-             protocols = imap pop3\n\
-             listen = 127.0.0.1\n\
-             ssl = no\n\
-             disable_plaintext_auth = no\n\
-             auth_mechanisms = plain login cram-md5 apop\n\
-             auth_verbose = yes\n\
-             auth_failure_delay = 0\n\
-             mail_debug = yes\n\
-             verbose_proctitle = yes\n\
-             passdb {{\n  driver = checkpassword\n  args = {checkapop} --dovecot --config {config}\n}}\n\
-             userdb {{\n  driver = prefetch\n}}\n\
-             mail_location = maildir:~/Maildir\n\
-             first_valid_uid = 1000\n\
-             service auth {{\n  user = root\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    port = {imap}\n  }}\n  \
-             inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-             service pop3-login {{\n  inet_listener pop3 {{\n    port = {pop3}\n  }}\n  \
-             inet_listener pop3s {{\n    port = 0\n  }}\n}}\n",
-            pid = std::process::id(),
-            checkapop = CHECKAPOP,
-            config = w.config_path().display(),
-        );
-        assert!(
-            !CHECKAPOP.contains(' ') && !w.config_path().display().to_string().contains(' '),
-            "Dovecot splits the passdb args on spaces"
-        );
-        std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
-        let dovecot = Dovecot { dir, imap, pop3 };
-        // Dovecot's daemon keeps its standard output and error: a file, not a pipe.
-        let stderr = std::fs::File::create(dovecot.dir.join("dovecot.stderr")).unwrap();
-        let status = Command::new("dovecot")
-            .arg("-c")
-            .arg(dovecot.conf())
-            .stdin(std::process::Stdio::null())
-            .stdout(stderr.try_clone().unwrap())
-            .stderr(stderr)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "dovecot -c: {status}: {}\n{}",
-            std::fs::read_to_string(dovecot.dir.join("dovecot.stderr")).unwrap_or_default(),
-            dovecot.log()
-        );
-        // Ready once both listeners greet.
-        let started = Instant::now();
-        for port in [imap, pop3] {
-            loop {
-                if let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)) {
-                    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
-                    let mut line = String::new();
-                    if BufReader::new(tcp).read_line(&mut line).is_ok() && !line.is_empty() {
-                        break;
-                    }
-                }
-                assert!(
-                    started.elapsed() < PATIENCE,
-                    "Dovecot does not answer on port {port}:\n{}",
-                    dovecot.log()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        dovecot
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.join("dovecot.conf")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
-    }
-
-    fn master_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.dir.join("run/master.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// The live processes whose title names `service` serving `user` (`verbose_proctitle`).
-    fn serving(&self, service: &str, user: &str) -> Vec<u32> {
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            let instance = format!(
-                "dovecot-apoptools-checkpassword-{}/{service} ",
-                std::process::id()
-            );
-            if title.starts_with(&instance) && title.contains(&format!("[{user} ")) {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let Some(pid) = self.master_pid() else {
-            return;
-        };
-        let mut family = crate::harness::children_of(pid);
-        family.push(pid);
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let started = Instant::now();
-        while family
-            .iter()
-            .any(|p| Path::new(&format!("/proc/{p}")).exists())
-        {
-            if started.elapsed() > PATIENCE {
-                for p in &family {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(*p as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// A private Dovecot serving IMAP and POP3 with checkapop as its passdb.
+fn start_dovecot(w: &World) -> Dovecot {
+    assert!(
+        !CHECKAPOP.contains(' ') && !w.config_path().display().to_string().contains(' '),
+        "Dovecot splits the passdb args on spaces"
+    );
+    let settings = format!(
+        "protocols = imap pop3\n\
+         disable_plaintext_auth = no\n\
+         auth_mechanisms = plain login cram-md5 apop\n\
+         auth_verbose = yes\n\
+         auth_failure_delay = 0\n\
+         mail_debug = yes\n\
+         verbose_proctitle = yes\n\
+         passdb {{\n  driver = checkpassword\n  args = {checkapop} --dovecot --config {config}\n}}\n\
+         userdb {{\n  driver = prefetch\n}}\n\
+         mail_location = maildir:~/Maildir\n\
+         first_valid_uid = 1000\n\
+         service auth {{\n  user = root\n}}\n",
+        checkapop = CHECKAPOP,
+        config = w.config_path().display(),
+    );
+    Dovecot::start(w, "checkpassword", &settings)
 }
 
 /// A tiny IMAP client: tagged commands, the untagged lines read as text.
@@ -364,7 +222,7 @@ fn dovecot_checkpassword_logs_in_imap_and_pop3_root() {
     );
     let lists_secret = "pw-alice-lists-dovecot";
     w.set_secret(&alice, Some("lists"), lists_secret);
-    let d = Dovecot::start(&w);
+    let d = start_dovecot(&w);
     let log = || d.log();
     let mut addr = 1u8;
 

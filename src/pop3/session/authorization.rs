@@ -325,7 +325,7 @@ impl<A: Authenticator> Session<'_, A> {
             }
         };
         self.summary.user = Some(who.clone());
-        match Maildrop::open(&path) {
+        match Maildrop::open_compat(&path, self.settings.uidl_compat) {
             Ok(md) => {
                 let (count, _) = md.stat();
                 let r = &md.report;
@@ -333,9 +333,13 @@ impl<A: Authenticator> Session<'_, A> {
                     "login",
                     &format!(
                         "user={who} method={method} result=ok messages={count} moved={} \
-                         measured={}{}",
+                         measured={}{}{}",
                         r.moved,
                         r.measured,
+                        match r.imported {
+                            0 => String::new(),
+                            n => format!(" imported={n}"),
+                        },
                         self.settings.tls_field()
                     ),
                 );

@@ -62,6 +62,8 @@ pub struct Settings {
     pub max_login_commands: u32,
     /// When AUTHORIZATION ends, however busy the client keeps it (`None`: no limit).
     pub login_deadline: Option<Instant>,
+    /// Whose UIDLs messages new to ipop3d get (the `uidl_compat` key).
+    pub uidl_compat: crate::maildir::import::UidlCompat,
 }
 
 /// TLS on the connection, as the session sees it.
@@ -653,6 +655,7 @@ pub fn sanitize(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maildir::import::UidlCompat;
     use std::cell::RefCell;
     use std::path::Path;
     use std::rc::Rc;
@@ -701,6 +704,7 @@ mod tests {
             timestamp: TS.into(),
             max_login_commands: 30,
             login_deadline: None,
+            uidl_compat: UidlCompat::None,
         }
     }
 
