@@ -27,9 +27,17 @@ use super::names::{delivery_time, uid_is_name, uidl, NameFields};
 /// group get a unique part of their own first (see [`separate_duplicates`]).
 pub(super) fn list_cur(cur: &Path) -> Result<Vec<Message>> {
     let mut messages = Vec::new();
-    let entries = std::fs::read_dir(cur).map_err(|e| Error::io(cur, e))?;
+    each_message_name(cur, |name| messages.push(message(name)))?;
+    separate_duplicates(cur, &mut messages);
+    Ok(messages)
+}
+
+/// Calls `found` with the name of every message file in `dir`: not a dot file, not a
+/// directory.
+fn each_message_name(dir: &Path, mut found: impl FnMut(OsString)) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io(cur, e))?;
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name();
         if name.as_bytes().starts_with(b".") {
             continue;
@@ -37,10 +45,9 @@ pub(super) fn list_cur(cur: &Path) -> Result<Vec<Message>> {
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
             continue;
         }
-        messages.push(message(name));
+        found(name);
     }
-    separate_duplicates(cur, &mut messages);
-    Ok(messages)
+    Ok(())
 }
 
 /// The listing entry of the file `name` in `cur/`, unsized.
@@ -217,25 +224,10 @@ pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
 /// Names that collide are listed as they are (a session renames all but one apart first).
 pub(super) fn list_unchanged(cur: &Path, new: &Path) -> Result<Vec<Message>> {
     let mut messages = Vec::new();
-    for (dir, moved) in [(cur, false), (new, true)] {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
-            let name = entry.file_name();
-            if name.as_bytes().starts_with(b".") {
-                continue;
-            }
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
-                continue;
-            }
-            let name = if moved {
-                cur_name(name.as_bytes())
-            } else {
-                name
-            };
-            messages.push(message(name));
-        }
-    }
+    each_message_name(cur, |name| messages.push(message(name)))?;
+    each_message_name(new, |name| {
+        messages.push(message(cur_name(name.as_bytes())))
+    })?;
     Ok(messages)
 }
 

@@ -150,12 +150,12 @@ fn serve(w: &World) -> Server {
 }
 
 /// The store file of `user` as it is now (`None` if there is none).
-fn stored(user: &User) -> Option<Vec<u8>> {
+pub(crate) fn stored(user: &User) -> Option<Vec<u8>> {
     std::fs::read(store::path(&user.account, None)).ok()
 }
 
 /// Whether `apoppasswd --check --stdin USER` (as root) says `password` is the stored one.
-fn apoppasswd_accepts(w: &World, user: &User, password: &str) -> bool {
+pub(crate) fn apoppasswd_accepts(w: &World, user: &User, password: &str) -> bool {
     let mut child = Command::new(APOPPASSWD)
         .arg("--config")
         .arg(w.config_path())
@@ -181,7 +181,7 @@ fn apoppasswd_accepts(w: &World, user: &User, password: &str) -> bool {
 }
 
 /// Whether ipop3d lets `user` in with `password` (USER/PASS).
-fn ipop3d_accepts(w: &World, user: &User, password: &str) -> bool {
+pub(crate) fn ipop3d_accepts(w: &World, user: &User, password: &str) -> bool {
     let server = w.serve();
     let mut pop = server.connect();
     pop.ok(&format!("USER {}", user.name()));
@@ -191,7 +191,7 @@ fn ipop3d_accepts(w: &World, user: &User, password: &str) -> bool {
 }
 
 /// `password` is `user`'s password now, and `old` is not: by apoppasswd and by ipop3d.
-fn assert_changed(w: &World, user: &User, old: &str, password: &str) {
+pub(crate) fn assert_changed(w: &World, user: &User, old: &str, password: &str) {
     assert!(
         apoppasswd_accepts(w, user, password),
         "apoppasswd --check refuses the new password"
@@ -211,12 +211,12 @@ fn assert_changed(w: &World, user: &User, old: &str, password: &str) {
 }
 
 /// The lines of `log` that start with `prefix`.
-fn lines_with<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
+pub(crate) fn lines_with<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
     log.lines().filter(|l| l.starts_with(prefix)).collect()
 }
 
 /// No secret of `secrets` appears anywhere in `log`.
-fn assert_no_secrets(log: &str, secrets: &[&str]) {
+pub(crate) fn assert_no_secrets(log: &str, secrets: &[&str]) {
     for secret in secrets {
         assert!(
             !log.contains(secret),

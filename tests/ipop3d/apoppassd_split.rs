@@ -9,19 +9,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::harness::{children_of, Server, World, PATIENCE};
+use crate::harness::{
+    assert_front_confined, children_of, proc_status as status, Server, World, PATIENCE,
+};
 
 const APOPPASSD: &str = env!("CARGO_BIN_EXE_apoppassd");
-
-/// The `Name:` line of /proc/PID/status, without its name.
-fn status(pid: u32, name: &str) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-        .trim()
-        .to_string()
-}
 
 /// A raw poppassd connection: each `cmd` sends one CRLF line and returns the reply line.
 struct Poppassd {
@@ -81,29 +73,7 @@ fn apoppassd_front_is_confined_and_the_back_never_reads_the_client_root() {
     let mut p = Poppassd::connect(&server);
     let back = server.sessions()[0];
     let front = front_of(back);
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
-    let (n, g) = (nobody.uid.as_raw(), nobody.gid.as_raw());
-    let confined = |front: u32| {
-        assert_eq!(status(front, "Uid:"), format!("{n}\t{n}\t{n}\t{n}"));
-        assert_eq!(status(front, "Gid:"), format!("{g}\t{g}\t{g}\t{g}"));
-        assert_eq!(status(front, "Groups:"), "");
-        assert_eq!(status(front, "CapEff:"), "0000000000000000");
-        assert_eq!(status(front, "CapPrm:"), "0000000000000000");
-        assert_eq!(status(front, "NoNewPrivs:"), "1");
-        assert_eq!(status(front, "Seccomp:"), "2");
-        let root = std::fs::read_link(format!("/proc/{front}/root")).unwrap();
-        assert_eq!(root, w.login_chroot());
-        let limits = std::fs::read_to_string(format!("/proc/{front}/limits")).unwrap();
-        for (limit, want) in [
-            ("Max processes", "0"),
-            ("Max file size", "0"),
-            ("Max core file size", "0"),
-        ] {
-            let line = limits.lines().find(|l| l.starts_with(limit)).unwrap();
-            let soft = line[limit.len()..].split_whitespace().next().unwrap();
-            assert_eq!(soft, want, "{line}");
-        }
-    };
+    let confined = |front: u32| assert_front_confined(front, &w);
     confined(front);
     // The back is root (it writes the store as the account later) and holds no socket: the
     // client's connection is open only in the front.

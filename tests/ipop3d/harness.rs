@@ -1047,3 +1047,43 @@ pub fn proc_ids(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
     };
     (field("Uid:"), field("Gid:"), field("Groups:"))
 }
+
+/// The `Name:` line of /proc/PID/status, without its name.
+pub fn proc_status(pid: u32, name: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+/// Asserts, from /proc, that `front` is the split's confined front: `nobody` (the default
+/// login_user) with no groups, no capabilities, no new privileges, two seccomp filters (the
+/// allow-list and the one refusing file opens), its root `w`'s empty login_chroot, and no
+/// processes, file writes, cores or spare descriptors.
+pub fn assert_front_confined(front: u32, w: &World) {
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (n, g) = (nobody.uid.as_raw(), nobody.gid.as_raw());
+    assert_eq!(proc_status(front, "Uid:"), format!("{n}\t{n}\t{n}\t{n}"));
+    assert_eq!(proc_status(front, "Gid:"), format!("{g}\t{g}\t{g}\t{g}"));
+    assert_eq!(proc_status(front, "Groups:"), "");
+    assert_eq!(proc_status(front, "CapEff:"), "0000000000000000");
+    assert_eq!(proc_status(front, "CapPrm:"), "0000000000000000");
+    assert_eq!(proc_status(front, "NoNewPrivs:"), "1");
+    assert_eq!(proc_status(front, "Seccomp:"), "2");
+    assert_eq!(proc_status(front, "Seccomp_filters:"), "2");
+    let root = std::fs::read_link(format!("/proc/{front}/root")).unwrap();
+    assert_eq!(root, w.login_chroot());
+    let limits = std::fs::read_to_string(format!("/proc/{front}/limits")).unwrap();
+    for (limit, want) in [
+        ("Max processes", "0"),
+        ("Max file size", "0"),
+        ("Max core file size", "0"),
+        ("Max open files", "16"),
+    ] {
+        let line = limits.lines().find(|l| l.starts_with(limit)).unwrap();
+        let soft = line[limit.len()..].split_whitespace().next().unwrap();
+        assert_eq!(soft, want, "{line}");
+    }
+}

@@ -7,17 +7,9 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use crate::harness::{children_of, small_message, World, PATIENCE};
-
-/// The `Name:` line of /proc/PID/status, without its name.
-fn status(pid: u32, name: &str) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-        .trim()
-        .to_string()
-}
+use crate::harness::{
+    assert_front_confined, children_of, proc_status as status, small_message, World, PATIENCE,
+};
 
 #[test]
 fn the_front_is_confined_and_the_back_decides_root() {
@@ -28,7 +20,6 @@ fn the_front_is_confined_and_the_back_decides_root() {
     let alice = w.user("alice");
     w.deliver(&alice, &small_message(1));
     let server = w.serve();
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     let mut pop = server.connect();
     let back = server.sessions()[0];
     let start = Instant::now();
@@ -40,31 +31,8 @@ fn the_front_is_confined_and_the_back_decides_root() {
         std::thread::sleep(Duration::from_millis(10));
     };
     // Before the login: the back is root and reads nothing; the front reads the client.
-    let n = nobody.uid.as_raw();
     assert_eq!(status(back, "Uid:"), "0\t0\t0\t0");
-    assert_eq!(status(front, "Uid:"), format!("{n}\t{n}\t{n}\t{n}"));
-    let g = nobody.gid.as_raw();
-    assert_eq!(status(front, "Gid:"), format!("{g}\t{g}\t{g}\t{g}"));
-    assert_eq!(status(front, "Groups:"), "");
-    assert_eq!(status(front, "CapEff:"), "0000000000000000");
-    assert_eq!(status(front, "CapPrm:"), "0000000000000000");
-    assert_eq!(status(front, "NoNewPrivs:"), "1");
-    // Seccomp 2: a filter; two of them (the allow-list and the one refusing file opens).
-    assert_eq!(status(front, "Seccomp:"), "2");
-    assert_eq!(status(front, "Seccomp_filters:"), "2");
-    let root = std::fs::read_link(format!("/proc/{front}/root")).unwrap();
-    assert_eq!(root, w.login_chroot());
-    let limits = std::fs::read_to_string(format!("/proc/{front}/limits")).unwrap();
-    for (limit, want) in [
-        ("Max processes", "0"),
-        ("Max file size", "0"),
-        ("Max core file size", "0"),
-        ("Max open files", "16"),
-    ] {
-        let line = limits.lines().find(|l| l.starts_with(limit)).unwrap();
-        let soft = line[limit.len()..].split_whitespace().next().unwrap();
-        assert_eq!(soft, want, "{line}");
-    }
+    assert_front_confined(front, &w);
     // A wrong password, decided by the back; the front is still the one reading.
     pop.err(&pop.apop_line(alice.name(), "wrong password"));
     assert_eq!(children_of(back), vec![front]);

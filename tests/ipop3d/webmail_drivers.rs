@@ -22,12 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use apoptools::testing::store;
-
-use crate::harness::{Server, User, World, PATIENCE};
+use crate::apoppassd::{apoppasswd_accepts, assert_changed, assert_no_secrets, lines_with, stored};
+use crate::harness::{Server, World, PATIENCE};
 
 const APOPPASSD: &str = env!("CARGO_BIN_EXE_apoppassd");
-const APOPPASSWD: &str = env!("CARGO_BIN_EXE_apoppasswd");
 
 const GREETING: &str = "200 apoppassd ready, who are you?\r\n";
 const USER_OK: &str = "200 Your password please.\r\n";
@@ -272,62 +270,6 @@ fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The store file of `user` as it is now (`None` if there is none).
-fn stored(user: &User) -> Option<Vec<u8>> {
-    std::fs::read(store::path(&user.account, None)).ok()
-}
-
-/// Whether `apoppasswd --check --stdin USER` (as root) says `password` is the stored one.
-fn apoppasswd_accepts(w: &World, user: &User, password: &str) -> bool {
-    let mut child = Command::new(APOPPASSWD)
-        .arg("--config")
-        .arg(w.config_path())
-        .args(["--check", "--stdin", user.name()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run apoppasswd");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    match out.status.code() {
-        Some(0) => true,
-        Some(1) => false,
-        other => panic!(
-            "apoppasswd --check {}: {other:?}\n{}",
-            user.name(),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
-}
-
-/// Whether ipop3d lets `user` in with `password` (USER/PASS).
-fn ipop3d_accepts(w: &World, user: &User, password: &str) -> bool {
-    let server = w.serve();
-    let mut pop = server.connect();
-    pop.ok(&format!("USER {}", user.name()));
-    let reply = pop.cmd(&format!("PASS {password}"));
-    let _ = pop.cmd("QUIT");
-    reply.starts_with("+OK")
-}
-
-/// The lines of `log` that start with `prefix`.
-fn lines_with<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
-    log.lines().filter(|l| l.starts_with(prefix)).collect()
-}
-
-/// No secret of `secrets` appears anywhere in `log`.
-fn assert_no_secrets(log: &str, secrets: &[&str]) {
-    for secret in secrets {
-        assert!(
-            !log.contains(secret),
-            "the password {secret:?} is in the log:\n{log}"
-        );
-    }
-}
-
 /// The driver changes alice's password (old and new holding spaces, as webmail users type
 /// them) and reports success; what it sent is `user`, `pass OLD`, `newpass NEW` in its own
 /// line ends and then it leaves without `quit` (neither driver says `quit` after a change).
@@ -378,22 +320,7 @@ fn driver_changes_the_password(driver: Driver, test: &str) {
     }
     assert_no_secrets(&log, &[&alice.password, &new]);
 
-    assert!(
-        apoppasswd_accepts(&w, &alice, &new),
-        "apoppasswd --check refuses the new password"
-    );
-    assert!(
-        !apoppasswd_accepts(&w, &alice, &alice.password),
-        "apoppasswd --check still accepts the old password"
-    );
-    assert!(
-        ipop3d_accepts(&w, &alice, &new),
-        "ipop3d refuses the new password"
-    );
-    assert!(
-        !ipop3d_accepts(&w, &alice, &alice.password),
-        "ipop3d still accepts the old password"
-    );
+    assert_changed(&w, &alice, &alice.password, &new);
 }
 
 /// How a driver reports refusals: what its script prints for a wrong old password and for a
