@@ -77,6 +77,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// The key of the SCRAM salts shown for absent accounts and older records.
     pub scram_salt_key: PathBuf,
+    /// How a new mail password is kept from being the account's login password.
+    pub login_password_check: crate::auth::login_password::LoginPasswordCheck,
     /// Whose UIDLs (and order) messages new to ipop3d get: another POP3 server's, when a
     /// Maildir moves from it.
     pub uidl_compat: crate::maildir::import::UidlCompat,
@@ -105,6 +107,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             scram_salt_key: PathBuf::from("/etc/apoptools/scram-salt-key"),
+            login_password_check: Default::default(),
             uidl_compat: crate::maildir::import::UidlCompat::None,
         }
     }
@@ -220,6 +223,10 @@ impl Config {
             "scram_salt_key" => self.scram_salt_key = absolute(key, nonempty()?)?,
             "tls_key" => self.tls_key = Some(absolute(key, value)?),
             "min_length" => self.min_length = number(key, value, 1, 1024)? as usize,
+            "login_password_check" => {
+                self.login_password_check =
+                    crate::auth::login_password::LoginPasswordCheck::parse(value)?
+            }
             "ext_delimiter" => {
                 let mut chars = value.chars();
                 match (chars.next(), chars.next()) {
@@ -325,6 +332,11 @@ pub const KEYS: &[Key] = &[
         name: "min_length",
         default: "8",
         doc: "Minimum length of a new password, in characters (1 to 1024).",
+    },
+    Key {
+        name: "login_password_check",
+        default: "pam:common-auth",
+        doc: "How a new mail password is kept from being the account's login password (APOP and CRAM-MD5 keep the mail password plaintext-equivalent on the server, so it must not open the shell too): `pam:SERVICE` asks that PAM service whether the new password would log the account in (pam_authenticate only: no account management, session or credentials, no message shown, the delay PAM asks after a failure not slept), and every write it would is refused (apoppasswd exit status 7; apoppassd `500`); `off` compares nothing. The default, Debian's common-auth, is the auth stack every Debian service includes (pam_unix, and the modules pam-auth-update adds for LDAP, sssd or Kerberos), without login's extras (pam_nologin would refuse every check while /run/nologin exists); where it does not exist, name your system's (`pam:system-auth` on Fedora). Never `pam:su` (pam_rootok lets root in without a password) nor `pam:passwd` on systems whose passwd service has no auth lines and whose `other` denies everything. A service without a file in /etc/pam.d, or a stack that answers anything but success or a wrong password (a missing module, PAM_ABORT, an unknown user, a prompt other than the password), refuses the write with exit status 11, never lets it through. As a user, PAM's unix_chkpwd helper checks the caller's own account; as root, pam_unix reads /etc/shadow. Each check that finds the password different is a failed authentication to PAM: pam_unix logs it to the auth log, and a stack with pam_faillock counts it, so give such sites a service of their own (for instance /etc/pam.d/apoptools holding `auth required pam_unix.so`). Accounts of a passwd_file are virtual and have no login password: their passwords are not checked.",
     },
     Key {
         name: "ext_delimiter",

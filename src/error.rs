@@ -31,6 +31,8 @@ pub mod exit {
     pub const NO_SECRET: u8 = 9;
     /// Any other system error (I/O, disk full, ...).
     pub const SYSTEM: u8 = 10;
+    /// The new password could not be compared with the login password (`login_password_check`).
+    pub const NO_LOGIN_CHECK: u8 = 11;
 }
 
 /// Every exit status with its meaning, for --help and the man pages.
@@ -59,7 +61,7 @@ pub const EXIT_STATUSES: &[(u8, &str)] = &[
     ),
     (
         exit::POLICY,
-        "the new password breaks the policy, or --batch input is malformed",
+        "the new password breaks the policy (too short, a NUL, CR or newline, or the account's login password), or --batch input is malformed",
     ),
     (exit::CONFIG, "the configuration file is missing or wrong"),
     (
@@ -67,6 +69,10 @@ pub const EXIT_STATUSES: &[(u8, &str)] = &[
         "no password is stored (--status, --delete)",
     ),
     (exit::SYSTEM, "any other system error (I/O, disk full, ...)"),
+    (
+        exit::NO_LOGIN_CHECK,
+        "the new password could not be compared with the login password (login_password_check: PAM failed, or its service is missing); nothing was written",
+    ),
 ];
 
 /// The rows of [`EXIT_STATUSES`] for the statuses in `codes`.
@@ -145,6 +151,9 @@ pub enum Error {
     Policy(String),
     /// A configuration error, naming file and line.
     Config(String),
+    /// A new password could not be compared with the account's login password (PAM failed or
+    /// its service is missing): the write is refused, never let through as "different".
+    LoginCheck(String),
     /// Any other system error on a path.
     Io { path: PathBuf, source: io::Error },
 }
@@ -167,6 +176,7 @@ impl Error {
             Error::Busy(_) => exit::BUSY,
             Error::Policy(_) => exit::POLICY,
             Error::Config(_) => exit::CONFIG,
+            Error::LoginCheck(_) => exit::NO_LOGIN_CHECK,
             Error::Io { .. } => exit::SYSTEM,
         }
     }
@@ -192,6 +202,10 @@ impl fmt::Display for Error {
             Error::Busy(p) => write!(f, "{} is locked by another writer; try again", p.display()),
             Error::Policy(why) => write!(f, "password rejected: {why}"),
             Error::Config(why) => write!(f, "{why}"),
+            Error::LoginCheck(why) => write!(
+                f,
+                "cannot tell whether the new password is the login password: {why}"
+            ),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }

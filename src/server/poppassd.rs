@@ -7,7 +7,12 @@
 //!   gid 0, disabled addresses, unusable store files fail alike), the same reply for every
 //!   failure (`500 Authentication failed.`) after the same `auth_delay`, and at most
 //!   `max_auth_failures` tries per connection. The new password passes the store's policy and
-//!   is written by the store's locked atomic write, as the account, with its SCRAM keys.
+//!   the login-password gate ([`crate::auth::login_password`]: it must not be the account's
+//!   login password), in the back, and is written by the store's locked atomic write, as the
+//!   account, with its SCRAM keys.
+//! - The gate is no oracle for the login password beyond what a user needs: it asks PAM at
+//!   most once per connection, every `newpass` is answered no sooner than `auth_delay` after
+//!   it arrived, whatever the outcome, and its refusal says only that the rule was broken.
 //! - Started as root, the session is split as ipop3d's is: a confined front (the same sandbox)
 //!   reads and parses every client line, at most one line per read; the back, which lets go of
 //!   the client's connection once the front is forked (it never holds the socket), verifies,
@@ -98,6 +103,7 @@ pub fn main() -> ExitCode {
         remote: &remote,
         verified: None,
         failures: 0,
+        login_checked: false,
     };
     let code = if nix::unistd::geteuid().is_root() {
         split(&config, back, &remote, started)
@@ -169,7 +175,15 @@ struct Back<'c> {
     /// The login whose old password verified.
     verified: Option<(String, Login)>,
     failures: u32,
+    /// Whether this connection has asked PAM about a new password (at most once).
+    login_checked: bool,
 }
+
+/// The reply to a new password that is the login password: the rule, not a confirmation.
+const LOGIN_PASSWORD_REFUSED: &str =
+    "the password is not allowed: a mail password must differ from your login password";
+/// The reply to a second new password after the login password was asked about once.
+const ONE_CHECK: &str = "one new password per connection; connect again";
 
 impl Decide for Back<'_> {
     fn check(&mut self, login: &str, old: &[u8]) -> Outcome {
@@ -214,19 +228,57 @@ impl Decide for Back<'_> {
     }
 
     fn change(&mut self, new: &[u8]) -> Outcome {
+        let started = Instant::now();
+        let outcome = self.change_now(new);
+        // Whatever the answer (refused, unavailable, written), no sooner than a wrong password's.
+        if !matches!(outcome, Outcome::Fatal) {
+            std::thread::sleep(self.config.auth_delay.saturating_sub(started.elapsed()));
+        }
+        outcome
+    }
+}
+
+impl Back<'_> {
+    /// [`Decide::change`] without its delay.
+    fn change_now(&mut self, new: &[u8]) -> Outcome {
+        use crate::auth::login_password;
+        use crate::error::Error;
         let Some((login, l)) = self.verified.take() else {
             return Outcome::Fatal;
         };
         let who = sanitize(&login);
+        let refuse = |back: &mut Self, reason: &str, reply: &str| {
+            let fields = format!("user={who} result=refused reason={reason:?}");
+            log_line("change", back.remote, &fields);
+            back.verified = Some((login.clone(), l.clone()));
+            Outcome::Refused(reply.to_string())
+        };
         if let Err(e) = crate::store::check_policy(new, self.config.min_length) {
             let why = match e {
-                crate::error::Error::Policy(why) => why,
+                Error::Policy(why) => why,
                 other => other.to_string(),
             };
-            let fields = format!("user={who} result=refused reason={why:?}");
-            log_line("change", self.remote, &fields);
-            self.verified = Some((login, l));
-            return Outcome::Refused(why);
+            return refuse(self, &why, &why);
+        }
+        let gated = login_password::applies(&self.config.login_password_check, &self.accounts);
+        if gated && self.login_checked {
+            return refuse(self, "a second new password on the connection", ONE_CHECK);
+        }
+        self.login_checked |= gated;
+        let checked = login_password::check(
+            &self.config.login_password_check,
+            &self.accounts,
+            &l.account,
+            new,
+        );
+        match checked {
+            Ok(_) => {}
+            Err(Error::Policy(why)) => return refuse(self, &why, LOGIN_PASSWORD_REFUSED),
+            Err(e) => {
+                let fields = format!("user={who} result=unavailable reason={:?}", e.to_string());
+                log_line("change", self.remote, &fields);
+                return Outcome::Outage;
+            }
         }
         let written = crate::store::write(
             &l.account,

@@ -7,12 +7,14 @@
 //! - [`process`]: SIGINT ignored around a prompt, and forked worker processes.
 //! - [`random`]: bytes from the kernel's generator (SCRAM salts and nonces).
 //! - [`wipe`]: the one routine that erases secrets and passwords from memory.
+//! - [`pam`]: asks the PAM stack whether a password is an account's login password.
 //!
 //! This is the only module allowed `unsafe` code (the crate root denies it everywhere else);
 //! every `unsafe` block here carries a `// SAFETY:` comment saying why it is sound, and each is
 //! wrapped in a safe function, so callers outside `system` never need `unsafe`.
 
 pub mod accounts;
+pub mod pam;
 pub mod privilege;
 pub mod process;
 pub mod random;

@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use clap::{value_parser, Arg, ArgAction, ArgGroup, ArgMatches, Command};
 
 use crate::auth::apop::constant_time_eq;
+use crate::auth::login_password;
 use crate::error::{exit, Error, Result};
 use crate::store::disable::DisableList;
 use crate::store::{self, Secret, MAX_SECRET_LEN};
@@ -39,6 +40,7 @@ pub const EXIT_CODES: &[u8] = &[
     exit::CONFIG,
     exit::NO_SECRET,
     exit::SYSTEM,
+    exit::NO_LOGIN_CHECK,
 ];
 /// The seed's success line.
 const UPDATED: &str = "Updated APOP password successfully.";
@@ -54,7 +56,9 @@ pub fn command() -> Command {
         .long_about(
             "Set, generate, check, show or delete the mail-only password that ipop3d accepts \
              for APOP, SASL (SCRAM-SHA-256, CRAM-MD5, PLAIN, LOGIN) and USER/PASS logins. It is \
-             not the login password. Every write stores the password and SCRAM-SHA-256 keys \
+             not the login password, and may not be: a new password that PAM accepts as the \
+             account's login password is refused (login_password_check in apoptools.conf(5)). \
+             Every write stores the password and SCRAM-SHA-256 keys \
              derived from it (a random 16-byte salt, 4096 iterations).\n\n\
              Without an option apoppasswd asks twice on the terminal (\"Enter APOP Password:\", \
              \"Again APOP Password:\") without echo, and stores the password in ~/.apop (or \
@@ -246,8 +250,21 @@ impl Target {
         Ok(())
     }
 
-    fn store(&self, ctx: &Context, secret: &Secret) -> Result<()> {
+    /// The gate a new password passes before anything is written or shown: the store's
+    /// policy, then the login password (asked once per run: one PAM attempt).
+    fn admit(&self, ctx: &Context, secret: &Secret) -> Result<()> {
         store::check_policy(secret.as_bytes(), ctx.config.min_length)?;
+        login_password::check(
+            &ctx.config.login_password_check,
+            &ctx.accounts,
+            &self.account,
+            secret.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Writes a password [`Target::admit`] let through.
+    fn store(&self, ctx: &Context, secret: &Secret) -> Result<()> {
         store::write(
             &self.account,
             self.ext.as_deref(),
@@ -274,7 +291,8 @@ fn set(ctx: &Context, target: &Target, from_stdin: bool) -> anyhow::Result<ExitC
         first
     };
     target
-        .store(ctx, &secret)
+        .admit(ctx, &secret)
+        .and_then(|()| target.store(ctx, &secret))
         .with_context(|| format!("cannot set the APOP password of {}", target.address))?;
     cli::print(format!("{UPDATED}\n"))?;
     Ok(ExitCode::SUCCESS)
@@ -287,7 +305,9 @@ fn generate(ctx: &Context, target: &Target, m: &ArgMatches) -> anyhow::Result<Ex
         .copied()
         .map_or(usize::from(DEFAULT_LENGTH), usize::from);
     let secret = random_password(length)?;
-    store::check_policy(secret.as_bytes(), ctx.config.min_length)?;
+    target
+        .admit(ctx, &secret)
+        .with_context(|| format!("cannot set the APOP password of {}", target.address))?;
     // Shown before it is stored: a password nobody saw (stdout full, or its reader gone) must
     // not replace the old one.
     let line = Secret::new([secret.as_bytes(), b"\n"].concat());
@@ -369,6 +389,10 @@ fn status(ctx: &Context, target: &Target) -> anyhow::Result<ExitCode> {
         }
         None => out.push_str("password:   not set\n"),
     }
+    out.push_str(&format!(
+        "login pass: {}\n",
+        login_password::describe(&ctx.config.login_password_check, &ctx.accounts)
+    ));
     match disabled.mark_for(&ctx.accounts, &target.login(), ctx.config.ext_delimiter)? {
         Some((name, mark)) if name == target.address => out.push_str(&format!(
             "disabled:   yes, since {} by {}\n",

@@ -1,8 +1,12 @@
 //! batch: `apoppasswd --batch`, root provisioning many addresses from `user:password` lines.
 //!
 //! Guarantees:
-//! - Every line is validated (address, policy, a safe existing store file) before anything is
-//!   written: one bad line and nothing changes. Errors name the line, never the password.
+//! - Every line is validated (address, policy, a safe existing store file, and not the
+//!   account's login password: [`crate::auth::login_password`]) before anything is written:
+//!   one bad line and nothing changes. Errors name the line, never the password.
+//! - The login-password checks (one PAM authentication per line of a system account, a
+//!   password hash each) are shared among forked processes as the writes are; a checker that
+//!   dies leaves its lines unchecked, and then nothing is written.
 //! - The input is wiped from memory once used.
 //! - Writes are shared among forked writer processes (each as the account, through
 //!   [`crate::store::write`]); every failure is reported by line, and a writer that dies is
@@ -12,6 +16,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
+use crate::auth::login_password;
 use crate::error::{exit, exit_code, Error, Result};
 use crate::store;
 use crate::system::accounts::Login;
@@ -48,6 +53,8 @@ pub fn batch(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
+    // A missing PAM service would fail every line alike: say it once.
+    login_password::preflight(&ctx.config.login_password_check, &ctx.accounts)?;
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     let mut seen: HashMap<(String, Option<String>), usize> = HashMap::new();
@@ -62,7 +69,7 @@ fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
                 let key = (login.account.name.clone(), login.ext.clone());
                 if let Some(first) = seen.insert(key, line) {
                     let address = login.address(ctx.config.ext_delimiter);
-                    errors.push(line_error(
+                    errors.push(Failure::of(
                         line,
                         Error::Policy(format!("{address} is also on line {first}")),
                     ));
@@ -74,15 +81,18 @@ fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
                     });
                 }
             }
-            Err(e) => errors.push(line_error(line, e)),
+            Err(e) => errors.push(Failure::of(line, e)),
         }
     }
+    // Every line that is otherwise good is checked, so that one run reports every bad line.
+    errors.extend(check_entries(ctx, &entries));
+    errors.sort_by_key(|f| f.line);
     if let Some(first) = errors.first() {
         for e in &errors {
-            eprintln!("{TOOL}: {}", cli::message(e));
+            eprintln!("{TOOL}: {}", e.message);
         }
         eprintln!("{TOOL}: {} bad line(s); nothing was written", errors.len());
-        return Ok(ExitCode::from(exit_code(first)));
+        return Ok(ExitCode::from(first.code));
     }
     let mut failed = write_entries(ctx, &entries);
     failed.sort_by_key(|f| f.line);
@@ -100,7 +110,8 @@ fn batch_input(ctx: &Context, input: &[u8]) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A batch write that failed. `line` 0: a writer process that died (its lines are unknown).
+/// A batch line that was refused or whose write failed. `line` 0: a worker process that
+/// died (its lines are unknown).
 struct Failure {
     line: usize,
     code: u8,
@@ -108,24 +119,82 @@ struct Failure {
     message: String,
 }
 
+impl Failure {
+    fn of(line: usize, e: Error) -> Failure {
+        let e = line_error(line, e);
+        Failure {
+            line,
+            code: exit_code(&e),
+            message: cli::message(&e),
+        }
+    }
+}
+
 /// Most processes that write one batch at once.
 const BATCH_WRITERS: usize = 8;
 /// Fewer entries than this per writer are not worth another process.
 const ENTRIES_PER_WRITER: usize = 64;
+
+/// Fewer login-password checks than this per process are not worth another one.
+const CHECKS_PER_CHECKER: usize = 4;
+
+/// Compares every entry's password with its account's login password (PAM: one password
+/// hash each, CPU-bound), sharing them among as many forked processes as there are CPUs;
+/// the refused lines. Nothing to do for virtual accounts or with the check off.
+fn check_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
+    if !login_password::applies(&ctx.config.login_password_check, &ctx.accounts) {
+        return Vec::new();
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let check = |entry: &BatchEntry| {
+        login_password::check(
+            &ctx.config.login_password_check,
+            &ctx.accounts,
+            &entry.login.account,
+            entry.secret,
+        )
+        .err()
+        .map(|e| Failure::of(entry.line, e))
+    };
+    let what = ("checker", "its lines are unchecked");
+    share_out(entries, CHECKS_PER_CHECKER, cpus, what, check)
+}
 
 /// Writes every entry, sharing them among up to [`BATCH_WRITERS`] forked processes. A write is
 /// bound by its two fsyncs, which the file system commits together when they come at once;
 /// threads cannot share the work, because the effective uid that [`store::write`] switches
 /// (as the account) belongs to the whole process.
 fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
+    let write = |entry: &BatchEntry| {
+        store::write(
+            &entry.login.account,
+            entry.login.ext.as_deref(),
+            entry.secret,
+            &ctx.caller.name,
+            ctx.config.lock_wait,
+        )
+        .err()
+        .map(|e| Failure::of(entry.line, e))
+    };
+    let what = ("writer", "some of its lines may be unwritten");
+    share_out(entries, ENTRIES_PER_WRITER, BATCH_WRITERS, what, write)
+}
+
+/// Runs `work` on every entry, sharing them among up to `most` forked processes of at least
+/// `per_process` entries each (one process: here); the failures, with one for each process
+/// that did not finish (`what` names such a process, `undone` what that leaves).
+fn share_out(
+    entries: &[BatchEntry],
+    per_process: usize,
+    most: usize,
+    (what, undone): (&str, &str),
+    work: impl Fn(&BatchEntry) -> Option<Failure> + Copy,
+) -> Vec<Failure> {
     use nix::sys::wait::{waitpid, WaitStatus};
     use nix::unistd::pipe;
-    let writers = entries
-        .len()
-        .div_ceil(ENTRIES_PER_WRITER)
-        .clamp(1, BATCH_WRITERS);
+    let writers = entries.len().div_ceil(per_process).clamp(1, most.max(1));
     if writers == 1 {
-        return write_share(ctx, entries, 0, 1);
+        return run_share(entries, 0, 1, work);
     }
     let mut failures = Vec::new();
     let mut children = Vec::new();
@@ -133,7 +202,7 @@ fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
         let forked = pipe().and_then(|(read, write)| {
             let (child, read) = process::fork_worker(read, || {
                 let mut report = std::fs::File::from(write);
-                write_share(ctx, entries, share, writers).iter().all(|f| {
+                run_share(entries, share, writers, work).iter().all(|f| {
                     let text = f.message.replace('\n', " ");
                     writeln!(report, "{} {} {text}", f.line, f.code).is_ok()
                 })
@@ -142,8 +211,8 @@ fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
         });
         match forked {
             Ok(child) => children.push(child),
-            // No process for this share: write it here.
-            Err(_) => failures.extend(write_share(ctx, entries, share, writers)),
+            // No process for this share: do it here.
+            Err(_) => failures.extend(run_share(entries, share, writers, work)),
         }
     }
     let readers: Vec<_> = children
@@ -178,44 +247,25 @@ fn write_entries(ctx: &Context, entries: &[BatchEntry]) -> Vec<Failure> {
             other => failures.push(Failure {
                 line: 0,
                 code: exit::SYSTEM,
-                message: format!(
-                    "writer process {pid} failed ({other:?}); some of its lines may be unwritten"
-                ),
+                message: format!("{what} process {pid} failed ({other:?}); {undone}"),
             }),
         }
     }
     failures
 }
 
-/// Writes entries `share`, `share + writers`, ... and returns the failures.
-fn write_share(
-    ctx: &Context,
+/// Runs `work` on entries `share`, `share + shares`, ... and returns the failures.
+fn run_share(
     entries: &[BatchEntry],
     share: usize,
-    writers: usize,
+    shares: usize,
+    work: impl Fn(&BatchEntry) -> Option<Failure>,
 ) -> Vec<Failure> {
     entries
         .iter()
         .skip(share)
-        .step_by(writers)
-        .filter_map(|entry| {
-            store::write(
-                &entry.login.account,
-                entry.login.ext.as_deref(),
-                entry.secret,
-                &ctx.caller.name,
-                ctx.config.lock_wait,
-            )
-            .err()
-            .map(|e| {
-                let e = line_error(entry.line, e);
-                Failure {
-                    line: entry.line,
-                    code: exit_code(&e),
-                    message: cli::message(&e),
-                }
-            })
-        })
+        .step_by(shares)
+        .filter_map(work)
         .collect()
 }
 

@@ -605,3 +605,159 @@ fn log_names_events_and_no_password_root() {
     assert_no_secrets(&log, &[&alice.password, wrong, refused, new]);
     assert!(apoppasswd_accepts(&w, &alice, new));
 }
+
+/// Issue #14: a system account's login password (a real account made with `useradd -m` and
+/// `chpasswd`, removed with `userdel -r` even if the test fails) is refused as its new mail
+/// password, in the privileged back, through PAM (`login_password_check`'s default): `500`
+/// and the rule, no sooner than `auth_delay`, nothing written, nothing about it in the log but
+/// the refusal; a second newpass on that connection is not checked again; another password on
+/// a new connection is written.
+#[test]
+fn newpass_that_is_the_login_password_is_refused_root() {
+    use std::os::unix::fs::PermissionsExt;
+    if !crate::harness::need_root("newpass_that_is_the_login_password_is_refused_root") {
+        return;
+    }
+    struct SystemAccount(String);
+    impl Drop for SystemAccount {
+        fn drop(&mut self) {
+            let _ = Command::new("/usr/sbin/userdel")
+                .args(["-r", &self.0])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    fn run(program: &str, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.as_bytes()).unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+    let name = format!("apoplpd{}", std::process::id());
+    let login = format!("Login-{name}-pw");
+    let out = run("/usr/sbin/useradd", &["-m", "-s", "/bin/sh", &name], "");
+    assert!(out.status.success(), "useradd: {out:?}");
+    let _account = SystemAccount(name.clone());
+    let out = run("/usr/sbin/chpasswd", &[], &format!("{name}:{login}\n"));
+    assert!(out.status.success(), "chpasswd: {out:?}");
+    let home = nix::unistd::User::from_name(&name).unwrap().unwrap().dir;
+
+    // A config of the system's accounts (no passwd_file), with the default PAM check.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("apoptools.conf");
+    let delay = Duration::from_millis(400);
+    std::fs::write(
+        &config,
+        format!(
+            "disabled_file = {}\nlogin_chroot = {}\nauth_delay = {}\n",
+            dir.path().join("disabled").display(),
+            empty.display(),
+            delay.as_millis()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let conf = config.to_str().unwrap();
+    let out = run(
+        APOPPASSWD,
+        &["--config", conf, "--stdin", &name],
+        "Mail-old-1\n",
+    );
+    assert!(out.status.success(), "apoppasswd: {out:?}");
+    let check = |password: &str| {
+        let args = ["--config", conf, "--check", "--stdin", &name];
+        run(APOPPASSWD, &args, &format!("{password}\n"))
+            .status
+            .code()
+    };
+    let stored = || std::fs::read(home.join(".apop")).unwrap();
+    let before = stored();
+
+    // One connection, as tcpserver would start it (stdin and stdout the client's).
+    let dialogue = |lines: &[&str]| -> (Vec<(String, Duration)>, String) {
+        let mut child = Command::new(APOPPASSD)
+            .args(["--config", conf])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("TCPREMOTEIP", "127.0.0.1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let mut output = BufReader::new(child.stdout.take().unwrap());
+        let mut read = || {
+            let mut line = String::new();
+            output.read_line(&mut line).unwrap();
+            line.trim_end().to_string()
+        };
+        assert_eq!(read(), GREETING);
+        let mut replies = Vec::new();
+        for line in lines {
+            let sent = Instant::now();
+            input.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+            replies.push((read(), sent.elapsed()));
+        }
+        drop(input);
+        let mut log = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        child.wait().unwrap();
+        (replies, log)
+    };
+
+    let refused = "500 the password is not allowed: a mail password must differ from your \
+                   login password";
+    let (replies, log) = dialogue(&[
+        &format!("user {name}"),
+        "pass Mail-old-1",
+        &format!("newpass {login}"),
+        "newpass Mail-new-2",
+        "quit",
+    ]);
+    let texts: Vec<&str> = replies.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            USER_OK,
+            PASS_OK,
+            refused,
+            "500 one new password per connection; connect again",
+            BYE
+        ],
+        "{log}"
+    );
+    assert!(replies[2].1 >= delay, "refused after {:?}", replies[2].1);
+    assert!(replies[3].1 >= delay, "refused after {:?}", replies[3].1);
+    assert_eq!(stored(), before, "the store changed");
+    let want = format!("apoppassd: change remote=127.0.0.1 user={name} result=refused reason=\"");
+    assert_eq!(lines_with(&log, &want).len(), 2, "{log}");
+    assert_no_secrets(&log, &[&login, "Mail-old-1", "Mail-new-2"]);
+    assert_eq!(check(&login), Some(1));
+    assert_eq!(check("Mail-old-1"), Some(0));
+
+    let (replies, log) = dialogue(&[
+        &format!("user {name}"),
+        "pass Mail-old-1",
+        "newpass Mail-new-2",
+        "quit",
+    ]);
+    assert_eq!(replies[2].0, CHANGED, "{log}");
+    assert!(replies[2].1 >= delay, "changed after {:?}", replies[2].1);
+    assert_eq!(check("Mail-new-2"), Some(0));
+}

@@ -44,6 +44,8 @@ pub struct World {
     passwd: PathBuf,
     extra_config: String,
     users: Vec<User>,
+    /// The config names no passwd_file: accounts are the system's (NSS).
+    system_accounts: bool,
 }
 
 impl World {
@@ -53,6 +55,16 @@ impl World {
 
     /// A world whose config file also has `extra` lines.
     pub fn with_config(extra: &str) -> World {
+        World::configured(extra, false)
+    }
+
+    /// A world of the system's own accounts (its config names no passwd_file), whose config
+    /// file also has `extra` lines.
+    pub fn with_system_accounts(extra: &str) -> World {
+        World::configured(extra, true)
+    }
+
+    fn configured(extra: &str, system_accounts: bool) -> World {
         let dir = tempfile::tempdir().unwrap();
         // Virtual users must be able to traverse it to their homes.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -63,6 +75,7 @@ impl World {
             passwd: root.join("passwd"),
             extra_config: extra.to_string(),
             users: Vec::new(),
+            system_accounts,
             dir,
             bins: crate::bins::BinDir::default(),
         };
@@ -89,9 +102,13 @@ impl World {
             })
             .collect();
         std::fs::write(&self.passwd, passwd).unwrap();
+        let passwd_file = if self.system_accounts {
+            String::new()
+        } else {
+            format!("passwd_file = {}\n", self.passwd.display())
+        };
         let config = format!(
-            "# test world\npasswd_file = {}\ndisabled_file = {}\nlock_wait = 20000\n{}",
-            self.passwd.display(),
+            "# test world\n{passwd_file}disabled_file = {}\nlock_wait = 20000\n{}",
             self.disabled.display(),
             self.extra_config
         );

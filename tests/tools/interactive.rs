@@ -18,7 +18,7 @@ use crate::harness::{wait_deadline, User, World};
 const PASSWORD: &str = "correct horse battery";
 
 /// A child whose stdin, stdout, stderr and controlling terminal are a pty's slave side.
-struct Terminal {
+pub(crate) struct Terminal {
     child: Child,
     master: File,
     output: Arc<Mutex<Vec<u8>>>,
@@ -27,7 +27,7 @@ struct Terminal {
 
 impl Terminal {
     /// `apoppasswd args...` run by `user` on a new pty.
-    fn spawn(world: &World, user: &User, args: &[&str]) -> Terminal {
+    pub(crate) fn spawn(world: &World, user: &User, args: &[&str]) -> Terminal {
         Terminal::spawn_in(world, user, args, None)
     }
 
@@ -99,7 +99,7 @@ impl Terminal {
     /// Waits until `prompt` has appeared `nth` times, then until the terminal's echo is off
     /// (rpassword prints the prompt first and then switches echo off: typing before that would
     /// be echoed by the terminal itself, not by the program).
-    fn wait_for_prompt(&self, prompt: &str, nth: usize) {
+    pub(crate) fn wait_for_prompt(&self, prompt: &str, nth: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.text().matches(prompt).count() < nth {
             assert!(
@@ -119,13 +119,13 @@ impl Terminal {
         }
     }
 
-    fn type_line(&mut self, text: &str) {
+    pub(crate) fn type_line(&mut self, text: &str) {
         self.master.write_all(text.as_bytes()).unwrap();
         self.master.write_all(b"\r").unwrap();
     }
 
     /// Waits for the child to exit and the terminal to drain; exit code and everything shown.
-    fn finish(self) -> (i32, String) {
+    pub(crate) fn finish(self) -> (i32, String) {
         let (status, text, _) = self.finish_status();
         (status.code().expect("exited, not killed"), text)
     }

@@ -17,6 +17,7 @@ mod deapop;
 mod fail_closed;
 mod harness;
 mod interactive;
+mod login_password;
 mod provisioning;
 mod selfservice;
 #[allow(dead_code)]
