@@ -47,15 +47,16 @@ pub struct Message {
     pub(super) delivered: u64,
 }
 
+/// 16 bytes: a 100,000-message listing holds one per message.
 #[derive(Debug, Clone)]
 pub(super) enum Uid {
     /// The first `n` bytes of the name.
     Prefix(u8),
-    /// The hex MD5 of a unique part that cannot be its own UIDL.
-    Digest(Box<str>),
-    /// Not the name's: imported from another server's list, or recorded in the size cache
-    /// when it was (always 1-70 characters of 0x21-0x7E).
-    Kept(Box<str>),
+    /// Either the hex MD5 of a unique part that cannot be its own UIDL, or a kept UIDL that is
+    /// not the name's at all: imported from another server's list, or recorded in the size
+    /// cache when it was (always 1-70 characters of 0x21-0x7E). [`Message::is_kept`] tells
+    /// them apart.
+    Text(Box<str>),
 }
 
 impl Message {
@@ -66,8 +67,17 @@ impl Message {
                 let bytes = self.name.as_bytes();
                 std::str::from_utf8(&bytes[..usize::from(*n).min(bytes.len())]).unwrap_or("")
             }
-            Uid::Digest(d) | Uid::Kept(d) => d,
+            Uid::Text(t) => t,
         }
+    }
+
+    /// Whether the UIDL is a kept one (see [`Uid::Text`]), not the one the name gives.
+    pub(super) fn is_kept(&self) -> bool {
+        let Uid::Text(text) = &self.uid else {
+            return false;
+        };
+        let unique = names::NameFields::parse(self.name.as_bytes()).unique;
+        names::uid_is_name(unique) || names::uidl(unique) != **text
     }
 }
 

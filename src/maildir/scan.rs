@@ -66,7 +66,7 @@ pub(super) fn own_uid(name: &OsStr) -> Uid {
     let fields = NameFields::parse(name.as_bytes());
     match u8::try_from(fields.unique.len()) {
         Ok(n) if uid_is_name(fields.unique) => Uid::Prefix(n),
-        _ => Uid::Digest(uidl(fields.unique).into_boxed_str()),
+        _ => Uid::Text(uidl(fields.unique).into_boxed_str()),
     }
 }
 

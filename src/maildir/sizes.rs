@@ -120,7 +120,7 @@ fn read_known(cache_path: &Path, messages: &mut [Message]) -> Known {
     }
     stale |= cache.name().is_some();
     for (i, uidl) in recorded {
-        messages[i].uid = Uid::Kept(uidl);
+        messages[i].uid = Uid::Text(uidl);
     }
     Known {
         order,
@@ -161,7 +161,7 @@ pub(super) fn fill_sizes(
             Err(_) => VANISHED,
         };
         if let Some(uidl) = import(&messages[i]) {
-            messages[i].uid = Uid::Kept(uidl);
+            messages[i].uid = Uid::Text(uidl);
             report.imported += 1;
         }
     }
@@ -180,7 +180,7 @@ pub(super) fn fill_sizes(
                 }
                 line.clear();
                 push_decimal(&mut line, sizes[i]);
-                if let Uid::Kept(uidl) = &messages[i].uid {
+                if let Uid::Text(uidl) = &messages[i].uid {
                     line.push(b',');
                     line.extend_from_slice(uidl.as_bytes());
                 }
@@ -206,7 +206,7 @@ pub(super) fn preview_uidls(cache_path: &Path, messages: &mut [Message], import:
     for (i, size) in known.sizes.iter().enumerate() {
         if *size == NOT_CACHED {
             if let Some(uidl) = import(&messages[i]) {
-                messages[i].uid = Uid::Kept(uidl);
+                messages[i].uid = Uid::Text(uidl);
             }
         }
     }
@@ -219,7 +219,7 @@ pub(super) fn preview_uidls(cache_path: &Path, messages: &mut [Message], import:
 pub(super) fn keep_unique(messages: &mut [Message]) -> usize {
     let mut reverted = 0;
     loop {
-        if !messages.iter().any(|m| matches!(m.uid, Uid::Kept(_))) {
+        if !messages.iter().any(Message::is_kept) {
             return reverted;
         }
         let mut count: std::collections::HashMap<&str, u32> =
@@ -230,7 +230,7 @@ pub(super) fn keep_unique(messages: &mut [Message]) -> usize {
         let colliding: Vec<usize> = messages
             .iter()
             .enumerate()
-            .filter(|(_, m)| matches!(m.uid, Uid::Kept(_)) && count[m.uid()] > 1)
+            .filter(|(_, m)| count[m.uid()] > 1 && m.is_kept())
             .map(|(i, _)| i)
             .collect();
         drop(count);

@@ -472,3 +472,11 @@ fn the_preview_changes_nothing_and_matches_the_session() {
         preview
     );
 }
+
+/// A 100,000-message listing holds one `Message` each: the kept UIDLs of `uidl_compat` must
+/// not make every message bigger (they share the digest's variant).
+#[test]
+fn a_message_stays_small() {
+    assert_eq!(std::mem::size_of::<Uid>(), 16);
+    assert!(std::mem::size_of::<Message>() <= 56);
+}
