@@ -480,3 +480,43 @@ fn a_message_stays_small() {
     assert_eq!(std::mem::size_of::<Uid>(), 16);
     assert!(std::mem::size_of::<Message>() <= 56);
 }
+
+/// `measure` against the definition (every LF not after a CR is one more octet, an
+/// unterminated last line two), on random CR/LF-heavy texts read in random-sized pieces.
+#[test]
+fn measure_agrees_with_the_definition_whatever_the_reads() {
+    struct Pieces<'a>(&'a [u8], u64);
+    impl Read for Pieces<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 = self
+                .1
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let n = ((self.1 >> 33) as usize % 7 + 1)
+                .min(self.0.len())
+                .min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let mut seed = 7u64;
+    for _ in 0..500 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let len = (seed >> 40) as usize % 300;
+        let text: Vec<u8> = (0..len)
+            .map(|i| [b'a', b'\r', b'\n', b'.'][((seed >> (i % 60)) as usize + i * 7) % 4])
+            .collect();
+        let mut want = text.len() as u64;
+        for (i, &b) in text.iter().enumerate() {
+            if b == b'\n' && (i == 0 || text[i - 1] != b'\r') {
+                want += 1;
+            }
+        }
+        if text.last().is_some_and(|&b| b != b'\n') {
+            want += 2;
+        }
+        let got = measure(Pieces(&text, seed)).unwrap();
+        assert_eq!(got, (text.len() as u64, want), "{text:?}");
+    }
+}
