@@ -618,15 +618,6 @@ fn newpass_that_is_the_login_password_is_refused_root() {
     if !crate::harness::need_root("newpass_that_is_the_login_password_is_refused_root") {
         return;
     }
-    struct SystemAccount(String);
-    impl Drop for SystemAccount {
-        fn drop(&mut self) {
-            let _ = Command::new("/usr/sbin/userdel")
-                .args(["-r", &self.0])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
     fn run(program: &str, args: &[&str], stdin: &str) -> std::process::Output {
         let mut child = Command::new(program)
             .args(args)
@@ -640,14 +631,12 @@ fn newpass_that_is_the_login_password_is_refused_root() {
         drop(input);
         child.wait_with_output().unwrap()
     }
-    let name = format!("apoplpd{}", std::process::id());
-    let login = format!("Login-{name}-pw");
-    let out = run("/usr/sbin/useradd", &["-m", "-s", "/bin/sh", &name], "");
-    assert!(out.status.success(), "useradd: {out:?}");
-    let _account = SystemAccount(name.clone());
-    let out = run("/usr/sbin/chpasswd", &[], &format!("{name}:{login}\n"));
-    assert!(out.status.success(), "chpasswd: {out:?}");
-    let home = nix::unistd::User::from_name(&name).unwrap().unwrap().dir;
+    let account = crate::system_account::SystemAccount::new("apoplpd");
+    let (name, login, home) = (
+        account.name.clone(),
+        account.login_password.clone(),
+        account.home.clone(),
+    );
 
     // A config of the system's accounts (no passwd_file), with the default PAM check.
     let dir = tempfile::tempdir().unwrap();

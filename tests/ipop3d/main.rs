@@ -7,13 +7,15 @@
 //! is missing print `SKIPPED (needs <program>): <test>`. CI runs as root with every program
 //! installed and `APOPTOOLS_REQUIRE_ALL=1`, under which a skip fails.
 
-#[allow(dead_code)]
 #[path = "../common/bins.rs"]
 mod bins;
 mod client;
 #[allow(dead_code)]
 #[path = "../common/skip.rs"]
 mod skip;
+#[allow(dead_code)]
+#[path = "../common/system_account.rs"]
+mod system_account;
 #[macro_use]
 mod harness;
 

@@ -8,12 +8,6 @@
 //! service without a file is a clear error (exit 11) that writes nothing; `off` compares
 //! nothing; passwd_file accounts (virtual, no login password) are never compared.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-
 use crate::harness::{need_root, User, World};
 use crate::interactive::Terminal;
 
@@ -22,75 +16,29 @@ const REFUSED: &str = "password rejected: it is the login password of";
 /// A service no system has.
 const NO_SUCH_SERVICE: &str = "apoptools-no-such-service";
 
-/// useradd, chpasswd and userdel lock /etc/passwd and /etc/shadow and give up when another
-/// holds the lock: the tests of this process take turns.
-static ACCOUNT_TOOLS: Mutex<()> = Mutex::new(());
-static NEXT_ACCOUNT: AtomicU32 = AtomicU32::new(0);
-
-/// A system account made for one test and removed, with its home, when dropped.
+/// A system account made for one test (tests/common/system_account.rs), as the harness's
+/// [`User`].
 struct SystemAccount {
     user: User,
     login_password: String,
-}
-
-/// The path of a shadow-suite program (in /usr/sbin, wherever PATH points).
-fn sbin(program: &str) -> PathBuf {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .map(|dir| PathBuf::from(dir).join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{program} is not installed (Debian's passwd package)"))
-}
-
-fn run_tool(program: &str, args: &[&str], stdin: &str) {
-    let mut child = Command::new(sbin(program))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    /// Removes the account when dropped.
+    _real: crate::system_account::SystemAccount,
 }
 
 impl SystemAccount {
     /// A new account `apoplpPIDxN` with a home and the login password `Login-NAME-pw`.
     fn new() -> SystemAccount {
-        let n = NEXT_ACCOUNT.fetch_add(1, Ordering::SeqCst);
-        let name = format!("apoplp{}x{n}", std::process::id());
-        let _turn = ACCOUNT_TOOLS.lock().unwrap_or_else(|e| e.into_inner());
-        run_tool("useradd", &["-m", "-s", "/bin/sh", &name], "");
-        // From here on the guard removes the account, whatever fails next.
-        let mut account = SystemAccount {
+        let real = crate::system_account::SystemAccount::new("apoplp");
+        SystemAccount {
             user: User {
-                name: name.clone(),
-                uid: 0,
-                gid: 0,
-                home: PathBuf::new(),
+                name: real.name.clone(),
+                uid: real.uid,
+                gid: real.gid,
+                home: real.home.clone(),
             },
-            login_password: format!("Login-{name}-pw"),
-        };
-        let line = format!("{name}:{}\n", account.login_password);
-        run_tool("chpasswd", &[], &line);
-        let pw = nix::unistd::User::from_name(&name)
-            .unwrap()
-            .expect("the new account");
-        account.user.uid = pw.uid.as_raw();
-        account.user.gid = pw.gid.as_raw();
-        account.user.home = pw.dir;
-        assert_ne!(account.user.uid, 0);
-        account
+            login_password: real.login_password.clone(),
+            _real: real,
+        }
     }
 
     fn name(&self) -> &str {
@@ -104,22 +52,6 @@ impl SystemAccount {
             None => ".apop".into(),
         };
         std::fs::read(self.user.home.join(file)).ok()
-    }
-}
-
-impl Drop for SystemAccount {
-    fn drop(&mut self) {
-        let _turn = ACCOUNT_TOOLS.lock().unwrap_or_else(|e| e.into_inner());
-        // Never panics here (a panic while unwinding would abort): report and go on.
-        match Command::new(sbin("userdel"))
-            .args(["-r", &self.user.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            Ok(s) if s.success() => {}
-            other => eprintln!("userdel -r {}: {other:?}", self.user.name),
-        }
     }
 }
 

@@ -5,7 +5,6 @@
 
 mod attacks;
 mod batch;
-#[allow(dead_code)]
 #[path = "../common/bins.rs"]
 mod bins;
 mod concurrency;
@@ -23,3 +22,6 @@ mod selfservice;
 #[allow(dead_code)]
 #[path = "../common/skip.rs"]
 mod skip;
+#[allow(dead_code)]
+#[path = "../common/system_account.rs"]
+mod system_account;
