@@ -72,62 +72,60 @@ const NOT_CACHED: u64 = u64::MAX - 1;
 /// [`super::import`]), or `None` for ours.
 pub(super) type Import<'a> = &'a dyn Fn(&Message) -> Option<Box<str>>;
 
-/// What the cache knows of each message, found by one merge of two sorted lists.
+/// What the cache knows of the messages, found by one merge of two sorted lists.
 struct Known {
     /// Indexes into the messages, sorted by base (the cache's order).
     order: Vec<u32>,
-    /// Each message's cached size, or [`NOT_CACHED`].
-    sizes: Vec<u64>,
     /// Whether the cache held entries for names no longer in cur/.
     stale: bool,
     /// Entries used.
     used: usize,
 }
 
-/// Reads the cache against `messages`: each message's size, and the UIDLs it recorded set on
-/// the messages (a recorded UIDL that is not 1-70 characters of 0x21-0x7E is not believed).
-/// The cache is keyed by each name's base (the part before `:`, which flag changes keep),
-/// kept sorted and streamed, so this is one merge of two sorted lists: no hashing, no
-/// per-entry allocation, and never the whole cache in memory.
+/// Reads the cache against `messages`: each message's size (or [`NOT_CACHED`]) and the UIDLs
+/// it recorded, set on the messages themselves (no array beside them: a 100,000-message
+/// first session's peak memory is mostly the listing). A recorded UIDL that is not 1-70
+/// characters of 0x21-0x7E is not believed. The cache is keyed by each name's base (the part
+/// before `:`, which flag changes keep), kept sorted and streamed, so this is one merge of two
+/// sorted lists: no hashing, no per-entry allocation, and never the whole cache in memory.
 fn read_known(cache_path: &Path, messages: &mut [Message]) -> Known {
     let base_len: Vec<u32> = messages
         .iter()
         .map(|m| base_of(m.name.as_bytes()).len() as u32)
         .collect();
-    let key_of = |i: usize| &messages[i].name.as_bytes()[..base_len[i] as usize];
     let mut order: Vec<u32> = (0..messages.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| key_of(a as usize).cmp(key_of(b as usize)));
-    let mut sizes = vec![NOT_CACHED; messages.len()];
-    let mut recorded = Vec::new();
+    {
+        let key_of = |i: usize| &messages[i].name.as_bytes()[..base_len[i] as usize];
+        order.sort_unstable_by(|&a, &b| key_of(a as usize).cmp(key_of(b as usize)));
+    }
     let mut cache = CacheReader::open(cache_path);
     let (mut used, mut stale) = (0usize, false);
     for &i in &order {
         let i = i as usize;
-        let key = key_of(i);
-        // Entries for names no longer in cur/ are passed over (and dropped at the rewrite).
-        while cache.name().is_some_and(|n| n < key) {
-            cache.advance();
-            stale = true;
-        }
-        if cache.name() == Some(key) {
-            sizes[i] = cache.size;
-            if let Some(uidl) = cache.uidl() {
-                recorded.push((i, uidl.into()));
+        let found = {
+            let key = &messages[i].name.as_bytes()[..base_len[i] as usize];
+            // Entries for names no longer in cur/ are passed over (and dropped at the
+            // rewrite).
+            while cache.name().is_some_and(|n| n < key) {
+                cache.advance();
+                stale = true;
             }
-            cache.advance();
-            used += 1;
+            cache.name() == Some(key)
+        };
+        let m = &mut messages[i];
+        if !found {
+            m.size = NOT_CACHED;
+            continue;
         }
+        m.size = cache.size;
+        if let Some(uidl) = cache.uidl() {
+            m.uid = Uid::Text(uidl.into());
+        }
+        cache.advance();
+        used += 1;
     }
     stale |= cache.name().is_some();
-    for (i, uidl) in recorded {
-        messages[i].uid = Uid::Text(uidl);
-    }
-    Known {
-        order,
-        sizes,
-        stale,
-        used,
-    }
+    Known { order, stale, used }
 }
 
 /// Sizes every message: from the cache, else by reading the file (a file that vanished gets
@@ -143,25 +141,20 @@ pub(super) fn fill_sizes(
     report: &mut ScanReport,
     import: Import,
 ) {
-    let Known {
-        order,
-        mut sizes,
-        stale,
-        used,
-    } = read_known(cache_path, messages);
-    for i in 0..messages.len() {
-        if sizes[i] != NOT_CACHED {
+    let Known { order, stale, used } = read_known(cache_path, messages);
+    for m in messages.iter_mut() {
+        if m.size != NOT_CACHED {
             continue;
         }
-        sizes[i] = match open_regular(&cur.join(&*messages[i].name)).and_then(measure) {
+        m.size = match open_regular(&cur.join(&*m.name)).and_then(measure) {
             Ok((_, wire)) => {
                 report.measured += 1;
                 wire
             }
             Err(_) => VANISHED,
         };
-        if let Some(uidl) = import(&messages[i]) {
-            messages[i].uid = Uid::Text(uidl);
+        if let Some(uidl) = import(m) {
+            m.uid = Uid::Text(uidl);
             report.imported += 1;
         }
     }
@@ -175,14 +168,14 @@ pub(super) fn fill_sizes(
             for &i in &order {
                 let i = i as usize;
                 let key = base_of(messages[i].name.as_bytes());
-                if sizes[i] == VANISHED || key.contains(&b'\n') {
+                if messages[i].size == VANISHED || key.contains(&b'\n') {
                     continue;
                 }
                 line.clear();
-                push_decimal(&mut line, sizes[i]);
-                if let Uid::Text(uidl) = &messages[i].uid {
+                push_decimal(&mut line, messages[i].size);
+                if messages[i].is_kept() {
                     line.push(b',');
-                    line.extend_from_slice(uidl.as_bytes());
+                    line.extend_from_slice(messages[i].uid().as_bytes());
                 }
                 line.push(b' ');
                 line.extend_from_slice(key);
@@ -193,20 +186,17 @@ pub(super) fn fill_sizes(
         })
     });
     report.cache_written = written.is_some_and(|w| w.is_ok());
-    for (m, size) in messages.iter_mut().zip(sizes) {
-        m.size = size;
-    }
 }
 
 /// The UIDLs the next session will present, without measuring, moving or writing anything
 /// (for `ipop3d --uidl-report`): recorded ones from the cache, `import`'s for messages it
 /// does not know, made unique as a session makes them.
 pub(super) fn preview_uidls(cache_path: &Path, messages: &mut [Message], import: Import) {
-    let known = read_known(cache_path, messages);
-    for (i, size) in known.sizes.iter().enumerate() {
-        if *size == NOT_CACHED {
-            if let Some(uidl) = import(&messages[i]) {
-                messages[i].uid = Uid::Text(uidl);
+    read_known(cache_path, messages);
+    for m in messages.iter_mut() {
+        if m.size == NOT_CACHED {
+            if let Some(uidl) = import(m) {
+                m.uid = Uid::Text(uidl);
             }
         }
     }

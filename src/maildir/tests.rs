@@ -520,3 +520,18 @@ fn measure_agrees_with_the_definition_whatever_the_reads() {
         assert_eq!(got, (text.len() as u64, want), "{text:?}");
     }
 }
+
+/// A name that cannot be its own UIDL gets the hex MD5 of it, which the name gives again
+/// every session: nothing about it is recorded in the cache.
+#[test]
+fn digest_uidls_are_not_recorded() {
+    let dir = maildir();
+    let d = dir.path();
+    let odd = "1700000001.caf\u{e9} x.h";
+    std::fs::write(d.join("new").join(odd), b"m\n").unwrap();
+    let md = Maildrop::open(d).unwrap();
+    assert_eq!(md.messages()[0].uid(), uidl(odd.as_bytes()));
+    drop(md);
+    let cache = std::fs::read_to_string(d.join(SIZE_CACHE)).unwrap();
+    assert_eq!(cache, format!("apoptools-sizes 3\n3 {odd}\n"));
+}
