@@ -81,13 +81,18 @@ pub enum Checked {
     Skipped,
 }
 
-/// Whether new passwords of these accounts are compared with a login password at all: not
-/// with the check off, nor for a passwd_file's virtual accounts.
+/// The PAM service new passwords of these accounts are checked with: none with the check off,
+/// nor for a passwd_file's virtual accounts (they have no login password).
+fn service<'s>(setting: &'s LoginPasswordCheck, accounts: &Accounts) -> Option<&'s str> {
+    match (setting, accounts) {
+        (LoginPasswordCheck::Pam(service), Accounts::System) => Some(service),
+        _ => None,
+    }
+}
+
+/// Whether new passwords of these accounts are compared with a login password at all.
 pub fn applies(setting: &LoginPasswordCheck, accounts: &Accounts) -> bool {
-    matches!(
-        (setting, accounts),
-        (LoginPasswordCheck::Pam(_), Accounts::System)
-    )
+    service(setting, accounts).is_some()
 }
 
 /// Whether new passwords of these accounts are compared with a login password, as `--status`
@@ -107,13 +112,8 @@ pub fn describe(setting: &LoginPasswordCheck, accounts: &Accounts) -> String {
 /// What can be known before any password is asked about: the service's file exists. For
 /// `--batch`, which would otherwise report a missing service on every line.
 pub fn preflight(setting: &LoginPasswordCheck, accounts: &Accounts) -> Result<()> {
-    match (setting, accounts) {
-        (LoginPasswordCheck::Pam(service), Accounts::System) => {
-            if pam::service_file(service).is_none() {
-                return Err(missing_service(service));
-            }
-            Ok(())
-        }
+    match service(setting, accounts) {
+        Some(service) if pam::service_file(service).is_none() => Err(missing_service(service)),
         _ => Ok(()),
     }
 }
@@ -133,13 +133,10 @@ pub fn check(
     account: &Account,
     candidate: &[u8],
 ) -> Result<Checked> {
-    let service = match (setting, accounts) {
-        (_, Accounts::File { .. }) | (LoginPasswordCheck::Off, _) => return Ok(Checked::Skipped),
-        (LoginPasswordCheck::Pam(service), Accounts::System) => service,
+    let Some(service) = service(setting, accounts) else {
+        return Ok(Checked::Skipped);
     };
-    if pam::service_file(service).is_none() {
-        return Err(missing_service(service));
-    }
+    preflight(setting, accounts)?;
     let uid = nix::unistd::getuid();
     if !uid.is_root() && uid.as_raw() != account.uid {
         return Err(Error::LoginCheck(format!(
