@@ -80,15 +80,18 @@ struct Known {
     stale: bool,
     /// Entries used.
     used: usize,
+    /// Messages new here given `import`'s UIDL.
+    imported: usize,
 }
 
 /// Reads the cache against `messages`: each message's size (or [`NOT_CACHED`]) and the UIDLs
-/// it recorded, set on the messages themselves (no array beside them: a 100,000-message
+/// it recorded, or for a message it does not know (new here) `import`'s UIDL, if any, set on
+/// the messages themselves (no array beside them: a 100,000-message
 /// first session's peak memory is mostly the listing). A recorded UIDL that is not 1-70
 /// characters of 0x21-0x7E is not believed. The cache is keyed by each name's base (the part
 /// before `:`, which flag changes keep), kept sorted and streamed, so this is one merge of two
 /// sorted lists: no hashing, no per-entry allocation, and never the whole cache in memory.
-fn read_known(cache_path: &Path, messages: &mut [Message]) -> Known {
+fn read_known(cache_path: &Path, messages: &mut [Message], import: Import) -> Known {
     let base_len: Vec<u32> = messages
         .iter()
         .map(|m| base_of(m.name.as_bytes()).len() as u32)
@@ -99,7 +102,7 @@ fn read_known(cache_path: &Path, messages: &mut [Message]) -> Known {
         order.sort_unstable_by(|&a, &b| key_of(a as usize).cmp(key_of(b as usize)));
     }
     let mut cache = CacheReader::open(cache_path);
-    let (mut used, mut stale) = (0usize, false);
+    let (mut used, mut stale, mut imported) = (0usize, false, 0usize);
     for &i in &order {
         let i = i as usize;
         let found = {
@@ -115,6 +118,10 @@ fn read_known(cache_path: &Path, messages: &mut [Message]) -> Known {
         let m = &mut messages[i];
         if !found {
             m.size = NOT_CACHED;
+            if let Some(uidl) = import(m) {
+                m.uid = Uid::Text(uidl);
+                imported += 1;
+            }
             continue;
         }
         m.size = cache.size;
@@ -125,7 +132,12 @@ fn read_known(cache_path: &Path, messages: &mut [Message]) -> Known {
         used += 1;
     }
     stale |= cache.name().is_some();
-    Known { order, stale, used }
+    Known {
+        order,
+        stale,
+        used,
+        imported,
+    }
 }
 
 /// Sizes every message: from the cache, else by reading the file (a file that vanished gets
@@ -141,11 +153,8 @@ pub(super) fn fill_sizes(
     report: &mut ScanReport,
     import: Import,
 ) {
-    let Known { order, stale, used } = read_known(cache_path, messages);
-    for m in messages.iter_mut() {
-        if m.size != NOT_CACHED {
-            continue;
-        }
+    let known = read_known(cache_path, messages, import);
+    for m in messages.iter_mut().filter(|m| m.size == NOT_CACHED) {
         m.size = match open_regular(&cur.join(&*m.name)).and_then(measure) {
             Ok((_, wire)) => {
                 report.measured += 1;
@@ -153,13 +162,15 @@ pub(super) fn fill_sizes(
             }
             Err(_) => VANISHED,
         };
-        if let Some(uidl) = import(m) {
-            m.uid = Uid::Text(uidl);
-            report.imported += 1;
-        }
     }
+    let Known {
+        order,
+        stale,
+        used,
+        imported,
+    } = known;
     let reverted = keep_unique(messages);
-    report.imported = report.imported.saturating_sub(reverted);
+    report.imported = imported.saturating_sub(reverted);
     let rewrite = report.measured > 0 || stale || used < messages.len() || reverted > 0;
     let written = rewrite.then(|| {
         atomic::replace_with(cache_path, 0o600, |w| {
@@ -192,14 +203,7 @@ pub(super) fn fill_sizes(
 /// (for `ipop3d --uidl-report`): recorded ones from the cache, `import`'s for messages it
 /// does not know, made unique as a session makes them.
 pub(super) fn preview_uidls(cache_path: &Path, messages: &mut [Message], import: Import) {
-    read_known(cache_path, messages);
-    for m in messages.iter_mut() {
-        if m.size == NOT_CACHED {
-            if let Some(uidl) = import(m) {
-                m.uid = Uid::Text(uidl);
-            }
-        }
-    }
+    read_known(cache_path, messages, import);
     keep_unique(messages);
 }
 
