@@ -6,7 +6,8 @@
 //! Guarantees:
 //! - [`read_old`] reads the old server's file as the current euid (the account): opened with
 //!   `O_NOFOLLOW|O_NONBLOCK`, checked on the handle (fstat): a regular file owned by the euid, at
-//!   most [`MAX_OLD_FILE`] bytes. Absent: `Ok(None)`; anything else is a typed [`ImportError`]
+//!   most [`MAX_OLD_FILE`] bytes. Absent: `Ok(None)`; anything else is the store's own
+//!   [`Error`] (`Unsafe`, a header that does not parse as `Unsafe::Malformed`, or `Io`)
 //!   naming the file, for the caller to log and act on. Only the file in the Maildir itself is
 //!   read (Dovecot's default control directory); a Dovecot whose `CONTROL=` put it elsewhere
 //!   needs it copied in first.
@@ -63,9 +64,9 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Unsafe};
 use crate::store::atomic;
@@ -148,33 +149,6 @@ impl fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
-/// Why [`read_old`] did not read the old server's file. Shown to admins, never to clients.
-#[derive(Debug)]
-pub enum ImportError {
-    /// Not the account's own regular file, or too large.
-    Unsafe { path: PathBuf, why: Unsafe },
-    /// It could not be opened or read.
-    Io { path: PathBuf, source: io::Error },
-    /// Its header does not parse.
-    Malformed { path: PathBuf, malformed: Malformed },
-}
-
-impl fmt::Display for ImportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ImportError::Unsafe { path, why } => {
-                write!(f, "refusing to read {}: {why}", path.display())
-            }
-            ImportError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            ImportError::Malformed { path, malformed } => {
-                write!(f, "{}: {malformed}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for ImportError {}
-
 /// What an old server's file says about the messages it knew, keyed by the message file's base
 /// name (the part before ':'). Only usable entries are kept (see the module comment).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -255,7 +229,7 @@ pub fn qmail_uidl(name: &[u8]) -> Option<&[u8]> {
 /// current euid: opened `O_NOFOLLOW|O_NONBLOCK`, then checked on the handle (fstat): a regular
 /// file owned by the euid, at most [`MAX_OLD_FILE`] bytes. Absent, or `compat` names no file
 /// (`none`, `qmail`): `Ok(None)`.
-pub fn read_old(maildir: &Path, compat: UidlCompat) -> Result<Option<OldUidls>, ImportError> {
+pub fn read_old(maildir: &Path, compat: UidlCompat) -> crate::error::Result<Option<OldUidls>> {
     let parse = match compat {
         UidlCompat::Dovecot => parse_dovecot_uidlist,
         UidlCompat::Courier => parse_courier_sizelist,
@@ -270,52 +244,39 @@ pub fn read_old(maildir: &Path, compat: UidlCompat) -> Result<Option<OldUidls>, 
     };
     parse(&bytes)
         .map(Some)
-        .map_err(|malformed| ImportError::Malformed { path, malformed })
+        .map_err(|malformed| atomic::unsafe_file(&path, Unsafe::Malformed(malformed.why)))
 }
 
-fn read_own_file(path: &Path) -> Result<Option<Vec<u8>>, ImportError> {
-    let refused = |why| ImportError::Unsafe {
-        path: path.to_path_buf(),
-        why,
-    };
-    let opened = atomic::open_nofollow(path).map_err(|e| store_error(path, e))?;
-    let Some((file, meta)) = opened else {
+fn read_own_file(path: &Path) -> crate::error::Result<Option<Vec<u8>>> {
+    let Some((file, meta)) = atomic::open_nofollow(path)? else {
         return Ok(None);
     };
-    atomic::check_regular(path, &meta).map_err(|e| store_error(path, e))?;
+    atomic::check_regular(path, &meta)?;
     let euid = nix::unistd::geteuid().as_raw();
     if meta.uid() != euid {
-        return Err(refused(Unsafe::Owner {
-            found: meta.uid(),
-            expected: euid,
-        }));
+        return Err(atomic::unsafe_file(
+            path,
+            Unsafe::Owner {
+                found: meta.uid(),
+                expected: euid,
+            },
+        ));
     }
     if meta.len() > MAX_OLD_FILE {
-        return Err(refused(Unsafe::TooLarge(meta.len())));
+        return Err(atomic::unsafe_file(path, Unsafe::TooLarge(meta.len())));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // Bounded again while reading: the file may grow after the fstat.
     file.take(MAX_OLD_FILE + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| ImportError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > MAX_OLD_FILE {
-        return Err(refused(Unsafe::TooLarge(bytes.len() as u64)));
+        return Err(atomic::unsafe_file(
+            path,
+            Unsafe::TooLarge(bytes.len() as u64),
+        ));
     }
     Ok(Some(bytes))
-}
-
-fn store_error(path: &Path, e: Error) -> ImportError {
-    match e {
-        Error::Unsafe { path, why } => ImportError::Unsafe { path, why },
-        Error::Io { path, source } => ImportError::Io { path, source },
-        other => ImportError::Io {
-            path: path.to_path_buf(),
-            source: io::Error::other(other.to_string()),
-        },
-    }
 }
 
 /// Reads a `dovecot-uidlist`, version 1 or 3 (see the module comment).
@@ -1250,13 +1211,15 @@ mod tests {
         assert!(read_old(d.path(), UidlCompat::Qmail).unwrap().is_none());
         assert!(read_old(d.path(), UidlCompat::None).unwrap().is_none());
         std::fs::write(d.path().join(DOVECOT_UIDLIST), "2 1 2\n").unwrap();
+        let malformed = parse_dovecot_uidlist(b"2 1 2\n").unwrap_err();
+        assert_eq!(malformed.line, 1);
         let err = read_old(d.path(), UidlCompat::Dovecot).unwrap_err();
-        assert!(matches!(err, ImportError::Malformed { ref malformed, .. } if malformed.line == 1));
         assert!(
-            err.to_string()
-                .contains("dovecot-uidlist: line 1: unsupported version"),
+            matches!(&err, Error::Unsafe { path, why: Unsafe::Malformed(why) }
+                if path.ends_with(DOVECOT_UIDLIST) && *why == malformed.why),
             "{err}"
         );
+        assert!(err.to_string().contains("unsupported version"), "{err}");
     }
 
     #[test]
@@ -1267,7 +1230,7 @@ mod tests {
         std::fs::write(&elsewhere, "3 V1 N2\n1 PX :a\n").unwrap();
         std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
         let refused = |why: fn(&Unsafe) -> bool| match read_old(d.path(), UidlCompat::Dovecot) {
-            Err(ImportError::Unsafe { why: w, path: p }) => {
+            Err(Error::Unsafe { why: w, path: p }) => {
                 assert_eq!(p, path);
                 assert!(why(&w), "{w}");
             }
@@ -1288,7 +1251,10 @@ mod tests {
         // At the limit it is read (and, all NULs, has no header).
         assert!(matches!(
             read_old(d.path(), UidlCompat::Dovecot),
-            Err(ImportError::Malformed { .. })
+            Err(Error::Unsafe {
+                why: Unsafe::Malformed(_),
+                ..
+            })
         ));
     }
 
@@ -1303,7 +1269,7 @@ mod tests {
         std::fs::write(&path, "/3 2 5\na:2,S 1 1:5:0\n").unwrap();
         std::os::unix::fs::chown(&path, Some(60123), None).unwrap();
         match read_old(d.path(), UidlCompat::Courier) {
-            Err(ImportError::Unsafe {
+            Err(Error::Unsafe {
                 why:
                     Unsafe::Owner {
                         found: 60123,

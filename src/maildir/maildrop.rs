@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::error::{Error, Result, Unsafe};
 use crate::store::atomic::{self, Lock};
 
-use super::import::{self, ImportError, OldUidls, UidlCompat};
+use super::import::{self, OldUidls, UidlCompat};
 use super::sizes::SIZE_CACHE;
 use super::{names, scan, sizes};
 
@@ -140,7 +140,7 @@ impl Maildrop {
         }
         let lock = Lock::acquire(&root.join(LOCK_FILE), Duration::ZERO)?;
         // Before anything changes: an old list that cannot be used leaves the Maildir as it is.
-        let old = import::read_old(root, compat).map_err(import_failed)?;
+        let old = import::read_old(root, compat)?;
         let cur = root.join("cur");
         let new = root.join("new");
         let mut report = ScanReport {
@@ -170,7 +170,7 @@ impl Maildrop {
     /// taking the lock, moving, renaming, measuring or writing anything (`ipop3d
     /// --uidl-report`). Runs as the account.
     pub fn preview_uidls(root: &Path, compat: UidlCompat) -> Result<Vec<String>> {
-        let old = import::read_old(root, compat).map_err(import_failed)?;
+        let old = import::read_old(root, compat)?;
         let mut messages = scan::list_unchanged(&root.join("cur"), &root.join("new"))?;
         sizes::preview_uidls(&root.join(SIZE_CACHE), &mut messages, &|m| {
             imported_uidl(compat, old.as_ref(), m)
@@ -298,19 +298,6 @@ fn imported_uidl(compat: UidlCompat, old: Option<&OldUidls>, m: &Message) -> Opt
         return None;
     }
     std::str::from_utf8(uidl).ok().map(Into::into)
-}
-
-/// The old server's file, there but unusable: the maildrop is not opened (see
-/// [`Maildrop::open_compat`]).
-fn import_failed(e: ImportError) -> Error {
-    match e {
-        ImportError::Unsafe { path, why } => Error::Unsafe { path, why },
-        ImportError::Io { path, source } => Error::io(&path, source),
-        ImportError::Malformed { path, malformed } => Error::Unsafe {
-            path,
-            why: Unsafe::Malformed(malformed.why),
-        },
-    }
 }
 
 /// Numbers the messages: those the old server's list knows first, in its order; then the rest
