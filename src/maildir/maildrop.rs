@@ -21,9 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result, Unsafe};
-use crate::store::atomic::{self, Lock};
+use crate::store::atomic::Lock;
+use crate::system::dir::Dir;
 
 use super::import::{self, OldUidls, UidlCompat};
+use super::listing::{Entry, Listing};
 use super::sizes::SIZE_CACHE;
 use super::{names, scan, sizes};
 
@@ -32,52 +34,19 @@ pub const LOCK_FILE: &str = "apoptools-pop3.lock";
 /// Read size for measuring and sending messages.
 pub const CHUNK: usize = 64 * 1024;
 
-/// One message of the maildrop.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// The file name in `cur/` (updated if another program renames it).
-    pub(super) name: Box<OsStr>,
-    /// The UIDL: the first `n` bytes of the name (the unique part, which a rename keeps), or a
-    /// digest. Kept this way a 100,000-message listing needs no second string per message.
-    pub(super) uid: Uid,
+/// One message of the maildrop, as the session sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
     /// Octets RETR sends before dot-stuffing.
     pub size: u64,
     pub deleted: bool,
-    /// The delivery time the name starts with (sort key).
-    pub(super) delivered: u64,
+    uid: &'a str,
 }
 
-/// 16 bytes: a 100,000-message listing holds one per message.
-#[derive(Debug, Clone)]
-pub(super) enum Uid {
-    /// The first `n` bytes of the name.
-    Prefix(u8),
-    /// Either the hex MD5 of a unique part that cannot be its own UIDL, or a kept UIDL that is
-    /// not the name's at all: imported from another server's list, or recorded in the size
-    /// cache when it was (always 1-70 characters of 0x21-0x7E). [`Message::is_kept`] tells
-    /// them apart.
-    Text(Box<str>),
-}
-
-impl Message {
-    /// The unique-id listing's id for this message (see the module comment).
-    pub fn uid(&self) -> &str {
-        match &self.uid {
-            Uid::Prefix(n) => {
-                let bytes = self.name.as_bytes();
-                std::str::from_utf8(&bytes[..usize::from(*n).min(bytes.len())]).unwrap_or("")
-            }
-            Uid::Text(t) => t,
-        }
-    }
-
-    /// Whether the UIDL is a kept one (see [`Uid::Text`]), not the one the name gives.
-    pub(super) fn is_kept(&self) -> bool {
-        let Uid::Text(text) = &self.uid else {
-            return false;
-        };
-        let unique = names::NameFields::parse(self.name.as_bytes()).unique;
-        names::uid_is_name(unique) || names::uidl(unique) != **text
+impl<'a> Message<'a> {
+    /// The unique-id listing's id for this message (see [`super::listing`]).
+    pub fn uid(&self) -> &'a str {
+        self.uid
     }
 }
 
@@ -113,7 +82,9 @@ pub enum Refused {
 #[derive(Debug)]
 pub struct Maildrop {
     cur: PathBuf,
-    messages: Vec<Message>,
+    /// `cur/`, open: each message name is resolved in it alone.
+    cur_dir: Dir,
+    listing: Listing,
     pub report: ScanReport,
     _lock: Lock,
 }
@@ -147,20 +118,23 @@ impl Maildrop {
             moved: scan::move_new(&new, &cur)?,
             ..ScanReport::default()
         };
-        let mut messages = scan::list_cur(&cur)?;
+        let mut listing = scan::list_cur(&cur)?;
+        let cur_dir = Dir::open(&cur).map_err(|e| Error::io(&cur, e))?;
         sizes::fill_sizes(
             &root.join(SIZE_CACHE),
-            &cur,
-            &mut messages,
+            &cur_dir,
+            &mut listing,
             &mut report,
-            &|m| imported_uidl(compat, old.as_ref(), m),
-        );
+            &|l, e| imported_uidl(compat, old.as_ref(), l, e),
+        )
+        .map_err(|e| scan::too_large(&cur, e))?;
         // A file that vanished while being measured is not listed.
-        messages.retain(|m| m.size != sizes::VANISHED);
-        sort(&mut messages, old.as_ref());
+        listing.entries.retain(|e| e.size != sizes::VANISHED);
+        sort(&mut listing, old.as_ref());
         Ok(Maildrop {
             cur,
-            messages,
+            cur_dir,
+            listing,
             report,
             _lock: lock,
         })
@@ -171,57 +145,78 @@ impl Maildrop {
     /// --uidl-report`). Runs as the account.
     pub fn preview_uidls(root: &Path, compat: UidlCompat) -> Result<Vec<String>> {
         let old = import::read_old(root, compat)?;
-        let mut messages = scan::list_unchanged(&root.join("cur"), &root.join("new"))?;
-        sizes::preview_uidls(&root.join(SIZE_CACHE), &mut messages, &|m| {
-            imported_uidl(compat, old.as_ref(), m)
-        });
-        sort(&mut messages, old.as_ref());
-        Ok(messages.iter().map(|m| m.uid().to_string()).collect())
+        let cur = root.join("cur");
+        let mut listing = scan::list_unchanged(&cur, &root.join("new"))?;
+        sizes::preview_uidls(&root.join(SIZE_CACHE), &mut listing, &|l, e| {
+            imported_uidl(compat, old.as_ref(), l, e)
+        })
+        .map_err(|e| scan::too_large(&cur, e))?;
+        sort(&mut listing, old.as_ref());
+        Ok(listing
+            .entries
+            .iter()
+            .map(|e| listing.uid(e).to_string())
+            .collect())
     }
 
-    /// Every message, deleted or not, in order (message n is index n-1).
-    pub fn messages(&self) -> &[Message] {
-        &self.messages
+    /// Every message, deleted or not, in order (message n is the n-th).
+    pub fn messages(&self) -> impl ExactSizeIterator<Item = Message<'_>> + '_ {
+        self.listing.entries.iter().map(|e| self.view(e))
+    }
+
+    fn view<'a>(&'a self, e: &Entry) -> Message<'a> {
+        Message {
+            size: e.size,
+            deleted: e.deleted,
+            uid: self.listing.uid(e),
+        }
     }
 
     /// The message numbered `msg` (1-based), unless it does not exist or is marked deleted.
-    pub fn get(&self, msg: u32) -> std::result::Result<&Message, Refused> {
+    pub fn get(&self, msg: u32) -> std::result::Result<Message<'_>, Refused> {
         let index = (msg as usize)
             .checked_sub(1)
             .ok_or(Refused::NoSuchMessage)?;
-        let m = self.messages.get(index).ok_or(Refused::NoSuchMessage)?;
-        if m.deleted {
+        let e = self
+            .listing
+            .entries
+            .get(index)
+            .ok_or(Refused::NoSuchMessage)?;
+        if e.deleted {
             return Err(Refused::Deleted);
         }
-        Ok(m)
+        Ok(self.view(e))
     }
 
     /// Messages not marked deleted, and their total size.
     pub fn stat(&self) -> (usize, u64) {
-        self.messages
+        self.listing
+            .entries
             .iter()
-            .filter(|m| !m.deleted)
-            .fold((0, 0u64), |(n, s), m| (n + 1, s.saturating_add(m.size)))
+            .filter(|e| !e.deleted)
+            .fold((0, 0u64), |(n, s), e| (n + 1, s.saturating_add(e.size)))
     }
 
     /// Marks message `msg` deleted.
     pub fn delete(&mut self, msg: u32) -> std::result::Result<(), Refused> {
         self.get(msg)?;
-        self.messages[msg as usize - 1].deleted = true;
+        self.listing.entries[msg as usize - 1].deleted = true;
         Ok(())
     }
 
     /// Unmarks every message (RSET).
     pub fn reset(&mut self) {
-        self.messages.iter_mut().for_each(|m| m.deleted = false);
+        self.listing
+            .entries
+            .iter_mut()
+            .for_each(|e| e.deleted = false);
     }
 
     /// Opens message `msg` for reading. `Ok(None)` when its file is gone (removed by another
     /// program since the scan).
     pub fn open_message(&mut self, msg: u32) -> io::Result<Option<File>> {
         let index = msg as usize - 1;
-        let path = self.cur.join(&*self.messages[index].name);
-        match scan::open_regular(&path) {
+        match self.cur_dir.open_regular(self.name(index)) {
             Ok(f) => return Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -229,17 +224,23 @@ impl Maildrop {
         let Some(name) = self.find_renamed(index)? else {
             return Ok(None);
         };
-        self.messages[index].name = name.into_boxed_os_str();
-        match scan::open_regular(&self.cur.join(&*self.messages[index].name)) {
+        if self.listing.rename(index, name.as_bytes()).is_err() {
+            return Ok(None);
+        }
+        match self.cur_dir.open_regular(self.name(index)) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
+    fn name(&self, index: usize) -> &OsStr {
+        self.listing.name(&self.listing.entries[index])
+    }
+
     /// The current name of message `index` if another program renamed it (new flags).
     fn find_renamed(&self, index: usize) -> io::Result<Option<OsString>> {
-        let old = self.messages[index].name.as_bytes();
+        let old = self.name(index).as_bytes();
         let base = names::base_of(old);
         for entry in std::fs::read_dir(&self.cur)? {
             let name = entry?.file_name();
@@ -256,18 +257,15 @@ impl Maildrop {
         let mut report = UpdateReport::default();
         // Current names by base, read once if some marked file was renamed meanwhile.
         let mut renamed: Option<HashMap<Vec<u8>, OsString>> = None;
-        for index in 0..self.messages.len() {
-            if !self.messages[index].deleted {
-                continue;
-            }
-            let mut result = std::fs::remove_file(self.cur.join(&*self.messages[index].name));
+        for e in self.listing.entries.iter().filter(|e| e.deleted) {
+            let name = self.listing.name(e);
+            let mut result = self.cur_dir.unlink(name);
             if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) {
                 if renamed.is_none() {
                     renamed = Some(names::names_by_base(&self.cur));
                 }
-                let base = names::base_of(self.messages[index].name.as_bytes());
-                result = match renamed.as_ref().and_then(|m| m.get(base)) {
-                    Some(name) => std::fs::remove_file(self.cur.join(name)),
+                result = match renamed.as_ref().and_then(|m| m.get(self.listing.base(e))) {
+                    Some(name) => self.cur_dir.unlink(name),
                     None => Ok(()),
                 };
             }
@@ -277,7 +275,7 @@ impl Maildrop {
                 Err(_) => report.failed += 1,
             }
         }
-        if report.deleted > 0 && atomic::sync_dir(&self.cur).is_err() {
+        if report.deleted > 0 && self.cur_dir.sync().is_err() {
             report.failed += report.deleted;
             report.deleted = 0;
         }
@@ -287,14 +285,18 @@ impl Maildrop {
 
 /// The UIDL `compat`'s server showed for a message new here, if any and if it differs from
 /// the message's own.
-fn imported_uidl(compat: UidlCompat, old: Option<&OldUidls>, m: &Message) -> Option<Box<str>> {
-    let base = names::base_of(m.name.as_bytes());
+fn imported_uidl(
+    compat: UidlCompat,
+    old: Option<&OldUidls>,
+    listing: &Listing,
+    e: &Entry,
+) -> Option<Box<str>> {
     let uidl = match compat {
         UidlCompat::None => return None,
-        UidlCompat::Qmail => import::qmail_uidl(m.name.as_bytes())?,
-        UidlCompat::Dovecot | UidlCompat::Courier => old?.get(base)?.0,
+        UidlCompat::Qmail => import::qmail_uidl(listing.name(e).as_bytes())?,
+        UidlCompat::Dovecot | UidlCompat::Courier => old?.get(listing.base(e))?.0,
     };
-    if !names::uid_is_name(uidl) || uidl == m.uid().as_bytes() {
+    if !names::uid_is_name(uidl) || uidl == listing.uid(e).as_bytes() {
         return None;
     }
     std::str::from_utf8(uidl).ok().map(Into::into)
@@ -302,15 +304,16 @@ fn imported_uidl(compat: UidlCompat, old: Option<&OldUidls>, m: &Message) -> Opt
 
 /// Numbers the messages: those the old server's list knows first, in its order; then the rest
 /// in delivery order (the Unix time a qmail file name starts with, then the name).
-fn sort(messages: &mut [Message], old: Option<&OldUidls>) {
+fn sort(listing: &mut Listing, old: Option<&OldUidls>) {
     const OURS: u64 = 1 << 63;
     if let Some(old) = old {
-        for m in messages.iter_mut() {
-            m.delivered = match old.get(names::base_of(m.name.as_bytes())) {
+        for i in 0..listing.entries.len() {
+            let e = listing.entries[i];
+            listing.entries[i].key = match old.get(listing.base(&e)) {
                 Some((_, key)) => key.min(OURS - 1),
-                None => OURS | m.delivered.min(OURS - 1),
+                None => OURS | e.key.min(OURS - 1),
             };
         }
     }
-    messages.sort_unstable_by(|a, b| (a.delivered, &a.name).cmp(&(b.delivered, &b.name)));
+    listing.sort_by_key();
 }

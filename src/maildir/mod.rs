@@ -3,6 +3,7 @@
 //! - [`maildrop`]: the open, locked maildrop a session works on, and its UPDATE.
 //! - [`names`]: what a file name says (unique part, sizes, flags) and the UIDL made from it.
 //! - [`scan`]: moving `new/` to `cur/` and listing `cur/`.
+//! - [`listing`]: the session's messages, 24 bytes each, their names in one arena.
 //! - [`sizes`]: the RETR size of a message and the cache of sizes.
 //! - [`dotqmail`]: which Maildir an extension address delivers to.
 //! - [`import`]: the UIDLs (and order) Dovecot and Courier showed, read from their own files
@@ -41,6 +42,7 @@
 
 pub mod dotqmail;
 pub mod import;
+mod listing;
 pub mod maildrop;
 pub mod names;
 pub mod scan;

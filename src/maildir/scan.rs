@@ -5,36 +5,46 @@
 //!   changed, so other readers of the Maildir see the same message.
 //! - The listing skips dot files and directories and gives every message its own UIDL
 //!   ([`separate_duplicates`]); sizes are left to [`super::sizes`].
-//! - A message file is opened without blocking and only if it is a regular file, so a FIFO or
-//!   device planted in the Maildir cannot hang the session.
+//! - A message file is opened without blocking and only if it is a regular file
+//!   ([`Dir::open_regular`]), so a FIFO or device planted in the Maildir cannot hang the session.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::store::atomic;
+use crate::system::dir::Dir;
 
-use super::maildrop::{Message, Uid};
-use super::names::{delivery_time, uid_is_name, uidl, NameFields};
+use super::listing::{Listing, TooLarge};
+use super::names::NameFields;
 
 /// Lists the messages in `cur/`, unsized (sizes come from [`super::sizes`], never from a
 /// name). Two messages whose unique parts collide (a copy left in `new/` beside its moved
 /// self, names with an empty unique part) would share a UIDL: all but the oldest of each such
 /// group get a unique part of their own first (see [`separate_duplicates`]).
-pub(super) fn list_cur(cur: &Path) -> Result<Vec<Message>> {
-    let mut messages = Vec::new();
-    each_message_name(cur, |name| messages.push(message(name)))?;
-    separate_duplicates(cur, &mut messages);
-    Ok(messages)
+pub(super) fn list_cur(cur: &Path) -> Result<Listing> {
+    let mut listing = Listing::default();
+    each_message_name(cur, |name| listing.push(name.as_bytes()))?;
+    separate_duplicates(cur, &mut listing).map_err(|e| too_large(cur, e))?;
+    Ok(listing)
+}
+
+/// The error of a listing whose names pass the arena's 4 GiB.
+pub(super) fn too_large(dir: &Path, _: TooLarge) -> Error {
+    Error::io(
+        dir,
+        io::Error::other("the maildrop's file names pass 4 GiB"),
+    )
 }
 
 /// Calls `found` with the name of every message file in `dir`: not a dot file, not a
 /// directory.
-fn each_message_name(dir: &Path, mut found: impl FnMut(OsString)) -> Result<()> {
+fn each_message_name(
+    dir: &Path,
+    mut found: impl FnMut(OsString) -> std::result::Result<(), TooLarge>,
+) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -45,29 +55,9 @@ fn each_message_name(dir: &Path, mut found: impl FnMut(OsString)) -> Result<()> 
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(true) {
             continue;
         }
-        found(name);
+        found(name).map_err(|e| too_large(dir, e))?;
     }
     Ok(())
-}
-
-/// The listing entry of the file `name` in `cur/`, unsized.
-pub(super) fn message(name: OsString) -> Message {
-    Message {
-        delivered: delivery_time(&name),
-        uid: own_uid(&name),
-        name: name.into_boxed_os_str(),
-        size: 0,
-        deleted: false,
-    }
-}
-
-/// The UIDL a message's name gives it (see [`super::names::uidl`]).
-pub(super) fn own_uid(name: &OsStr) -> Uid {
-    let fields = NameFields::parse(name.as_bytes());
-    match u8::try_from(fields.unique.len()) {
-        Ok(n) if uid_is_name(fields.unique) => Uid::Prefix(n),
-        _ => Uid::Text(uidl(fields.unique).into_boxed_str()),
-    }
 }
 
 /// Gives every message of a group that shares one UIDL but the one whose inode changed first
@@ -76,58 +66,53 @@ pub(super) fn own_uid(name: &OsStr) -> Uid {
 /// of its name. Such a Maildir breaks the unique-name rule every reader relies on; Dovecot
 /// renames in the same case. Once renamed, the names and so the UIDLs are stable. A rename
 /// that fails leaves the message out of this session's listing rather than list it twice.
-pub(super) fn separate_duplicates(cur: &Path, messages: &mut Vec<Message>) {
-    // The usual case, no collision, costs one pass.
-    let mut seen = std::collections::HashSet::with_capacity(messages.len());
-    if messages.iter().all(|m| seen.insert(m.uid())) {
-        return;
-    }
-    drop(seen);
-    let mut order: Vec<usize> = (0..messages.len()).collect();
-    order.sort_unstable_by(|&a, &b| messages[a].uid().cmp(messages[b].uid()));
+pub(super) fn separate_duplicates(
+    cur: &Path,
+    listing: &mut Listing,
+) -> std::result::Result<(), TooLarge> {
+    // The usual case, no collision, costs one sort of the indexes.
+    let mut groups: Vec<Vec<u32>> = Vec::new();
+    listing.each_shared_uid(|g| groups.push(g.to_vec()));
     let mut drop = Vec::new();
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start + 1;
-        while end < order.len() && messages[order[end]].uid() == messages[order[start]].uid() {
-            end += 1;
-        }
-        if end - start > 1 {
-            let mut group: Vec<(i64, i64, u64, usize)> = order[start..end]
-                .iter()
-                .filter_map(|&i| {
-                    let meta = std::fs::symlink_metadata(cur.join(&*messages[i].name)).ok()?;
-                    Some((meta.ctime(), meta.ctime_nsec(), meta.ino(), i))
-                })
-                .collect();
-            // Oldest change first; for links to one inode, the smaller name first.
-            group.sort_unstable_by(|a, b| {
-                (a.0, a.1, a.2)
-                    .cmp(&(b.0, b.1, b.2))
-                    .then_with(|| messages[a.3].name.cmp(&messages[b.3].name))
-            });
-            let mut seen_inodes = vec![group.first().map_or(0, |g| g.2)];
-            for &(_, _, ino, i) in group.iter().skip(1) {
-                if seen_inodes.contains(&ino) {
-                    // Two links to one file (a move into cur/ under a new name, interrupted
-                    // before new/ was unlinked, by an earlier version): one message, one name.
-                    let _ = std::fs::remove_file(cur.join(&*messages[i].name));
-                    drop.push(i);
-                    continue;
-                }
-                seen_inodes.push(ino);
-                match rename_apart(cur, &messages[i].name, ino) {
-                    Some(name) => messages[i] = message(name),
-                    None => drop.push(i),
-                }
+    for g in groups {
+        let mut group: Vec<(i64, i64, u64, usize)> = g
+            .iter()
+            .filter_map(|&i| {
+                let i = i as usize;
+                let meta =
+                    std::fs::symlink_metadata(cur.join(listing.name(&listing.entries[i]))).ok()?;
+                Some((meta.ctime(), meta.ctime_nsec(), meta.ino(), i))
+            })
+            .collect();
+        // Oldest change first; for links to one inode, the smaller name first.
+        group.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)).then_with(|| {
+                let name = |i: usize| listing.name(&listing.entries[i]);
+                name(a.3).cmp(name(b.3))
+            })
+        });
+        let mut seen_inodes = vec![group.first().map_or(0, |g| g.2)];
+        for &(_, _, ino, i) in group.iter().skip(1) {
+            let name = listing.name(&listing.entries[i]).to_os_string();
+            if seen_inodes.contains(&ino) {
+                // Two links to one file (a move into cur/ under a new name, interrupted
+                // before new/ was unlinked, by an earlier version): one message, one name.
+                let _ = std::fs::remove_file(cur.join(&name));
+                drop.push(i);
+                continue;
+            }
+            seen_inodes.push(ino);
+            match rename_apart(cur, &name, ino) {
+                Some(to) => listing.rename(i, to.as_bytes())?,
+                None => drop.push(i),
             }
         }
-        start = end;
     }
     drop.sort_unstable();
     for i in drop.into_iter().rev() {
-        messages.swap_remove(i);
+        listing.entries.swap_remove(i);
     }
+    Ok(())
 }
 
 /// Renames `cur/name` to the same name with `.dup<ino>` after its unique part; the new name.
@@ -149,23 +134,12 @@ fn rename_apart(cur: &Path, name: &OsStr, ino: u64) -> Option<OsString> {
     Some(to)
 }
 
-/// Opens a message file for reading. A FIFO or device planted in the Maildir must not hang
-/// the session, so the open does not block and anything but a regular file counts as gone
-/// (`NotFound`).
-pub(super) fn open_regular(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY | nix::libc::O_CLOEXEC)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::ErrorKind::NotFound.into());
-    }
-    Ok(file)
-}
-
-/// Moves every message in `new/` to `cur/` (see [`cur_name`]); returns how many.
+/// Moves every message in `new/` to `cur/` (see [`cur_name`]); returns how many. Every name is
+/// resolved in its directory alone ([`Dir`]): a 100,000-message `new/` is 200,000 links and
+/// unlinks, and walking the whole path for each was a tenth of the move.
 pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
+    let new_dir = Dir::open(new).map_err(|e| Error::io(new, e))?;
+    let cur_dir = Dir::open(cur).map_err(|e| Error::io(cur, e))?;
     let mut moved = 0;
     // Linked into cur/, to unlink from new/ once the links are durable.
     let mut linked = Vec::new();
@@ -178,57 +152,59 @@ pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
         if name.as_bytes().starts_with(b".") {
             continue;
         }
-        let from = new.join(&name);
-        // A file that vanished, cannot be read or is not a regular file stays where it is
-        // and is not listed; the rest of the maildrop is still served.
-        let Ok(file) = open_regular(&from) else {
+        // Anything but a regular file (the directory entry's type; lstat where the file
+        // system does not say) stays where it is and is not listed; the rest of the maildrop
+        // is still served. What is opened later is checked again on its handle.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
-        };
-        let Ok(meta) = file.metadata() else { continue };
-        drop(file);
-        let to = cur.join(cur_name(name.as_bytes()));
-        match std::fs::hard_link(&from, &to) {
-            Ok(()) => linked.push(from),
+        }
+        let to = cur_name(name.as_bytes());
+        match new_dir.link_to(&name, &cur_dir, &to) {
+            Ok(()) => linked.push(name),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // An earlier session linked it and died before the unlink: same file, so
                 // finish the move; a different file of the same name stays in new/.
-                let same = std::fs::symlink_metadata(&to)
-                    .is_ok_and(|t| t.dev() == meta.dev() && t.ino() == meta.ino());
+                let same = match (new_dir.entry_status(&name), cur_dir.entry_status(&to)) {
+                    (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+                    _ => false,
+                };
                 if same {
-                    let _ = std::fs::remove_file(&from);
+                    let _ = new_dir.unlink(&name);
                 }
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             // File systems without hard links: rename, but never over an existing name.
-            Err(_) if !to.exists() => match std::fs::rename(&from, &to) {
-                Ok(()) => renamed = true,
-                Err(_) => continue,
-            },
+            Err(_) if cur_dir.entry_status(&to).is_err() => {
+                match std::fs::rename(new.join(&name), cur.join(&to)) {
+                    Ok(()) => renamed = true,
+                    Err(_) => continue,
+                }
+            }
             Err(_) => continue,
         }
         moved += 1;
         if linked.len() >= MOVE_BATCH {
-            finish_moves(cur, &mut linked)?;
+            finish_moves(&cur_dir, &new_dir, &mut linked).map_err(|e| Error::io(cur, e))?;
         }
     }
     if renamed && linked.is_empty() {
-        atomic::sync_dir(cur)?;
+        cur_dir.sync().map_err(|e| Error::io(cur, e))?;
     }
-    finish_moves(cur, &mut linked)?;
+    finish_moves(&cur_dir, &new_dir, &mut linked).map_err(|e| Error::io(cur, e))?;
     Ok(moved)
 }
 
 /// Lists what a session would list, without moving, renaming or measuring anything: `cur/`,
 /// and `new/` under the names its messages would get in `cur/` (for `ipop3d --uidl-report`).
 /// Names that collide are listed as they are (a session renames all but one apart first).
-pub(super) fn list_unchanged(cur: &Path, new: &Path) -> Result<Vec<Message>> {
-    let mut messages = Vec::new();
-    each_message_name(cur, |name| messages.push(message(name)))?;
+pub(super) fn list_unchanged(cur: &Path, new: &Path) -> Result<Listing> {
+    let mut listing = Listing::default();
+    each_message_name(cur, |name| listing.push(name.as_bytes()))?;
     each_message_name(new, |name| {
-        messages.push(message(cur_name(name.as_bytes())))
+        listing.push(cur_name(name.as_bytes()).as_bytes())
     })?;
-    Ok(messages)
+    Ok(listing)
 }
 
 /// The name a message in `new/` gets in `cur/`: its unique part (everything before `:`) kept
@@ -255,14 +231,14 @@ pub(super) const MOVE_BATCH: usize = 4096;
 
 /// Makes the new names durable, then removes the old ones: a crash can leave a message in
 /// both places (the next session finishes the move) but never in neither.
-pub(super) fn finish_moves(cur: &Path, linked: &mut Vec<PathBuf>) -> Result<()> {
+fn finish_moves(cur: &Dir, new: &Dir, linked: &mut Vec<OsString>) -> io::Result<()> {
     if linked.is_empty() {
         return Ok(());
     }
-    atomic::sync_dir(cur)?;
-    for from in linked.drain(..) {
+    cur.sync()?;
+    for name in linked.drain(..) {
         // A failed unlink only leaves a duplicate the next session removes.
-        let _ = std::fs::remove_file(from);
+        let _ = new.unlink(&name);
     }
     Ok(())
 }

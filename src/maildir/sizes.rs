@@ -15,15 +15,15 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::store::atomic;
+use crate::system::dir::Dir;
 
-use super::maildrop::{Message, ScanReport, Uid, CHUNK};
-use super::names::{base_of, decimal, uid_is_name};
-use super::scan::{open_regular, own_uid};
+use super::listing::{Entry, Listing, TooLarge};
+use super::maildrop::{ScanReport, CHUNK};
+use super::names::{decimal, uid_is_name};
 
 /// The size cache file in the Maildir.
 pub const SIZE_CACHE: &str = "apoptools-sizes";
@@ -36,26 +36,41 @@ const CACHE_HEADER_V2: &[u8] = b"apoptools-sizes 2\n";
 const MAX_CACHE_LEN: u64 = 256 << 20;
 
 /// Counts the wire size of a message (see the module comment) and its file size.
-pub fn measure(mut r: impl Read) -> io::Result<(u64, u64)> {
-    let mut buf = vec![0u8; CHUNK];
+#[cfg(test)]
+pub fn measure(r: impl Read) -> io::Result<(u64, u64)> {
+    measure_with(r, &mut vec![0u8; CHUNK])
+}
+
+/// [`measure`] reading through `buf`: a first session measures every message, and zeroing a
+/// fresh 64 KiB buffer for each (a 6 KB message, typically) cost as much as reading it.
+pub(super) fn measure_with(mut r: impl Read, buf: &mut [u8]) -> io::Result<(u64, u64)> {
     let (mut len, mut bare_lf) = (0u64, 0u64);
     let mut prev = b'\n';
     loop {
-        let n = match r.read(&mut buf) {
+        let n = match r.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         let chunk = &buf[..n];
-        for (i, &b) in chunk.iter().enumerate() {
-            if b == b'\n' {
-                let before = if i == 0 { prev } else { chunk[i - 1] };
-                if before != b'\r' {
-                    bare_lf += 1;
-                }
-            }
+        if chunk[0] == b'\n' && prev != b'\r' {
+            bare_lf += 1;
         }
+        // Each byte against the one before it, with no branch and 8-bit counts of at most
+        // 255: the compiler makes this a vector loop (a byte at a time, it was a fifth of a
+        // first session's time).
+        let bare = chunk[1..]
+            .chunks(255)
+            .zip(chunk.chunks(255))
+            .map(|(bytes, befores)| {
+                let count = bytes.iter().zip(befores).fold(0u8, |n, (&b, &before)| {
+                    n.wrapping_add(u8::from(b == b'\n') & u8::from(before != b'\r'))
+                });
+                u64::from(count)
+            })
+            .sum::<u64>();
+        bare_lf += bare;
         len += n as u64;
         prev = chunk[n - 1];
     }
@@ -70,12 +85,10 @@ const NOT_CACHED: u64 = u64::MAX - 1;
 
 /// A UIDL given to a message that has none recorded: the old server's (see
 /// [`super::import`]), or `None` for ours.
-pub(super) type Import<'a> = &'a dyn Fn(&Message) -> Option<Box<str>>;
+pub(super) type Import<'a> = &'a dyn Fn(&Listing, &Entry) -> Option<Box<str>>;
 
 /// What the cache knows of the messages, found by one merge of two sorted lists.
 struct Known {
-    /// Indexes into the messages, sorted by base (the cache's order).
-    order: Vec<u32>,
     /// Whether the cache held entries for names no longer in cur/.
     stale: bool,
     /// Entries used.
@@ -84,29 +97,21 @@ struct Known {
     imported: usize,
 }
 
-/// Reads the cache against `messages`: each message's size (or [`NOT_CACHED`]) and the UIDLs
+/// Reads the cache against the listing: each message's size (or [`NOT_CACHED`]) and the UIDLs
 /// it recorded, or for a message it does not know (new here) `import`'s UIDL, if any, set on
-/// the messages themselves (no array beside them: a 100,000-message
-/// first session's peak memory is mostly the listing). A recorded UIDL that is not 1-70
-/// characters of 0x21-0x7E is not believed. The cache is keyed by each name's base (the part
-/// before `:`, which flag changes keep), kept sorted and streamed, so this is one merge of two
-/// sorted lists: no hashing, no per-entry allocation, and never the whole cache in memory.
-fn read_known(cache_path: &Path, messages: &mut [Message], import: Import) -> Known {
-    let base_len: Vec<u32> = messages
-        .iter()
-        .map(|m| base_of(m.name.as_bytes()).len() as u32)
-        .collect();
-    let mut order: Vec<u32> = (0..messages.len() as u32).collect();
-    {
-        let key_of = |i: usize| &messages[i].name.as_bytes()[..base_len[i] as usize];
-        order.sort_unstable_by(|&a, &b| key_of(a as usize).cmp(key_of(b as usize)));
-    }
+/// the entries themselves (no array beside them: a 100,000-message first session's peak
+/// memory is mostly the listing). A recorded UIDL that is not 1-70 characters of 0x21-0x7E is
+/// not believed. The cache is keyed by each name's base (the part before `:`, which flag
+/// changes keep), kept sorted and streamed, and the listing is sorted the same way first, so
+/// this is one merge of two sorted lists: no hashing, no index array, no per-entry
+/// allocation, and never the whole cache in memory. The listing is left in that order.
+fn read_known(cache_path: &Path, listing: &mut Listing, import: Import) -> Result<Known, TooLarge> {
+    listing.sort_by_base();
     let mut cache = CacheReader::open(cache_path);
     let (mut used, mut stale, mut imported) = (0usize, false, 0usize);
-    for &i in &order {
-        let i = i as usize;
+    for i in 0..listing.entries.len() {
         let found = {
-            let key = &messages[i].name.as_bytes()[..base_len[i] as usize];
+            let key = listing.base(&listing.entries[i]);
             // Entries for names no longer in cur/ are passed over (and dropped at the
             // rewrite).
             while cache.name().is_some_and(|n| n < key) {
@@ -115,29 +120,27 @@ fn read_known(cache_path: &Path, messages: &mut [Message], import: Import) -> Kn
             }
             cache.name() == Some(key)
         };
-        let m = &mut messages[i];
         if !found {
-            m.size = NOT_CACHED;
-            if let Some(uidl) = import(m) {
-                m.uid = Uid::Text(uidl);
+            listing.entries[i].size = NOT_CACHED;
+            if let Some(uidl) = import(listing, &listing.entries[i]) {
+                listing.set_uid(i, &uidl)?;
                 imported += 1;
             }
             continue;
         }
-        m.size = cache.size;
+        listing.entries[i].size = cache.size;
         if let Some(uidl) = cache.uidl() {
-            m.uid = Uid::Text(uidl.into());
+            listing.set_uid(i, uidl)?;
         }
         cache.advance();
         used += 1;
     }
     stale |= cache.name().is_some();
-    Known {
-        order,
+    Ok(Known {
         stale,
         used,
         imported,
-    }
+    })
 }
 
 /// Sizes every message: from the cache, else by reading the file (a file that vanished gets
@@ -145,17 +148,28 @@ fn read_known(cache_path: &Path, messages: &mut [Message], import: Import) -> Kn
 /// cache knows keeps the UIDL it recorded (its own otherwise); one it does not know is new
 /// here and gets `import`'s UIDL, if any. UIDLs are then made unique ([`keep_unique`]) and
 /// every non-default UIDL is recorded. The cache is rewritten (streamed) when it gained or
-/// lost entries.
+/// lost entries. The listing is left sorted by base.
 pub(super) fn fill_sizes(
     cache_path: &Path,
-    cur: &Path,
-    messages: &mut [Message],
+    cur: &Dir,
+    listing: &mut Listing,
     report: &mut ScanReport,
     import: Import,
-) {
-    let known = read_known(cache_path, messages, import);
-    for m in messages.iter_mut().filter(|m| m.size == NOT_CACHED) {
-        m.size = match open_regular(&cur.join(&*m.name)).and_then(measure) {
+) -> Result<(), TooLarge> {
+    let Known {
+        stale,
+        used,
+        imported,
+    } = read_known(cache_path, listing, import)?;
+    let mut buf = vec![0u8; CHUNK];
+    for i in 0..listing.entries.len() {
+        if listing.entries[i].size != NOT_CACHED {
+            continue;
+        }
+        let measured = cur
+            .open_regular(listing.name(&listing.entries[i]))
+            .and_then(|f| measure_with(f, &mut buf));
+        listing.entries[i].size = match measured {
             Ok((_, wire)) => {
                 report.measured += 1;
                 wire
@@ -163,30 +177,23 @@ pub(super) fn fill_sizes(
             Err(_) => VANISHED,
         };
     }
-    let Known {
-        order,
-        stale,
-        used,
-        imported,
-    } = known;
-    let reverted = keep_unique(messages);
+    let reverted = keep_unique(listing)?;
     report.imported = imported.saturating_sub(reverted);
-    let rewrite = report.measured > 0 || stale || used < messages.len() || reverted > 0;
+    let rewrite = report.measured > 0 || stale || used < listing.entries.len() || reverted > 0;
     let written = rewrite.then(|| {
         atomic::replace_with(cache_path, 0o600, |w| {
             w.write_all(CACHE_HEADER)?;
             let mut line = Vec::with_capacity(128);
-            for &i in &order {
-                let i = i as usize;
-                let key = base_of(messages[i].name.as_bytes());
-                if messages[i].size == VANISHED || key.contains(&b'\n') {
+            for e in &listing.entries {
+                let key = listing.base(e);
+                if e.size == VANISHED || key.contains(&b'\n') {
                     continue;
                 }
                 line.clear();
-                push_decimal(&mut line, messages[i].size);
-                if messages[i].is_kept() {
+                push_decimal(&mut line, e.size);
+                if listing.is_kept(e) {
                     line.push(b',');
-                    line.extend_from_slice(messages[i].uid().as_bytes());
+                    line.extend_from_slice(listing.uid(e).as_bytes());
                 }
                 line.push(b' ');
                 line.extend_from_slice(key);
@@ -197,42 +204,46 @@ pub(super) fn fill_sizes(
         })
     });
     report.cache_written = written.is_some_and(|w| w.is_ok());
+    Ok(())
 }
 
 /// The UIDLs the next session will present, without measuring, moving or writing anything
 /// (for `ipop3d --uidl-report`): recorded ones from the cache, `import`'s for messages it
 /// does not know, made unique as a session makes them.
-pub(super) fn preview_uidls(cache_path: &Path, messages: &mut [Message], import: Import) {
-    read_known(cache_path, messages, import);
-    keep_unique(messages);
+pub(super) fn preview_uidls(
+    cache_path: &Path,
+    listing: &mut Listing,
+    import: Import,
+) -> Result<(), TooLarge> {
+    read_known(cache_path, listing, import)?;
+    keep_unique(listing)?;
+    Ok(())
 }
 
 /// Makes every UIDL unique: a kept UIDL (recorded or imported) that another message's UIDL
 /// equals is dropped for the message's own, until none collide (own UIDLs never collide with
-/// each other: [`super::scan`] renamed such names apart). How many were dropped.
-pub(super) fn keep_unique(messages: &mut [Message]) -> usize {
+/// each other: [`super::scan`] renamed such names apart). How many were dropped. The listing
+/// without kept UIDLs (every Maildir never migrated) costs one pass and nothing more.
+pub(super) fn keep_unique(listing: &mut Listing) -> Result<usize, TooLarge> {
     let mut reverted = 0;
     loop {
-        if !messages.iter().any(Message::is_kept) {
-            return reverted;
+        if !listing.entries.iter().any(|e| listing.is_kept(e)) {
+            return Ok(reverted);
         }
-        let mut count: std::collections::HashMap<&str, u32> =
-            std::collections::HashMap::with_capacity(messages.len());
-        for m in messages.iter() {
-            *count.entry(m.uid()).or_default() += 1;
-        }
-        let colliding: Vec<usize> = messages
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| count[m.uid()] > 1 && m.is_kept())
-            .map(|(i, _)| i)
-            .collect();
-        drop(count);
+        let mut colliding = Vec::new();
+        listing.each_shared_uid(|group| {
+            colliding.extend(
+                group
+                    .iter()
+                    .map(|&i| i as usize)
+                    .filter(|&i| listing.is_kept(&listing.entries[i])),
+            );
+        });
         if colliding.is_empty() {
-            return reverted;
+            return Ok(reverted);
         }
         for i in colliding {
-            messages[i].uid = own_uid(&messages[i].name);
+            listing.set_own_uid(i)?;
             reverted += 1;
         }
     }

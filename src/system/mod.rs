@@ -4,6 +4,7 @@
 //! - [`privilege`]: acting as an account (an RAII effective-id guard) and the permanent drop.
 //! - [`sandbox`]: the chroot, identity and limits of ipop3d's pre-login front.
 //! - [`seccomp`]: that front's system-call allow-list.
+//! - [`dir`]: file operations relative to an open directory (a Maildir's `new/` and `cur/`).
 //! - [`process`]: SIGINT ignored around a prompt, and forked worker processes.
 //! - [`random`]: bytes from the kernel's generator (SCRAM salts and nonces).
 //! - [`wipe`]: the one routine that erases secrets and passwords from memory.
@@ -14,6 +15,7 @@
 //! wrapped in a safe function, so callers outside `system` never need `unsafe`.
 
 pub mod accounts;
+pub mod dir;
 pub mod pam;
 pub mod privilege;
 pub mod process;

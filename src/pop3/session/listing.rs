@@ -25,7 +25,7 @@ impl<A: Authenticator> Session<'_, A> {
         self.with_maildrop(out, |md, out| match msg {
             None => {
                 out.send(&Response::ScanListing)?;
-                for (i, m) in md.messages().iter().enumerate() {
+                for (i, m) in md.messages().enumerate() {
                     if !m.deleted {
                         out.send(&Response::ScanLine {
                             msg: i + 1,
@@ -53,7 +53,7 @@ impl<A: Authenticator> Session<'_, A> {
         self.with_maildrop(out, |md, out| match msg {
             None => {
                 out.send(&Response::UidlListing)?;
-                for (i, m) in md.messages().iter().enumerate() {
+                for (i, m) in md.messages().enumerate() {
                     if !m.deleted {
                         out.send(&Response::UidlLine {
                             msg: i + 1,
