@@ -19,7 +19,9 @@
 //!   Dovecot's `pop3` process), read just before QUIT, in a and c; also its RssAnon then
 //!   (VmHWM counts the shared library pages too, the same in every process).
 //!   Also the peak RSS summed over every process serving the connection (ipop3d's front has
-//!   exited after a plain login; Dovecot's pop3-login too), for the 1k session and RETR.
+//!   exited after a plain login; Dovecot's pop3-login too), for the 1k session and RETR, and
+//!   those processes' private memory (USS: smaps_rollup's Private_Clean + Private_Dirty)
+//!   before QUIT, what a connection costs beyond the library and program pages all share.
 //! - e: wall time and peak RSS (wait4) of `apoppasswd --batch` setting 10,000 accounts' secrets
 //!   (fresh homes each run; root only). Run first, while the bench process is small.
 //! - t: TLS (root only), each server with one throwaway CA and ECDSA P-256 leaf made here with
@@ -52,6 +54,7 @@
 //! message files instead of hard-linking them), BENCH_DOVECOT_FAST=1 (Dovecot login processes
 //! kept alive, as PEERS.md's "fast-login"), BENCH_NO_D=0 (skip ipop3d without -D),
 //! BENCH_SERVERS=ipop3d,dovecot (which to run), BENCH_KEEP=1 (keep the work directory),
+//! BENCH_SMAPS=DIR (a copy of each serving process's /proc/PID/smaps there, at each look),
 //! APOPTOOLS_BIN_DIR (where ipop3d and apoppasswd are; default: the ones cargo built for this
 //! package, found at compile time with option_env!, so the bench builds before they exist).
 
@@ -121,6 +124,8 @@ const ROWS: &[Row] = &[
     row("d_anon_retr", "(d) RssAnon before QUIT, RETR 50 MB", "MB", Lower, Target::None, false),
     row("d_all_small", "(d) peak RSS, all processes serving the connection, 1k msgs session", "MB", Lower, RatioAtMost(0.5), false),
     row("d_all_retr", "(d) peak RSS, all processes serving the connection, RETR 50 MB", "MB", Lower, RatioAtMost(0.5), false),
+    row("d_priv_small", "(d) private memory (USS) before QUIT, all processes, 1k msgs session", "MB", Lower, Target::None, false),
+    row("d_priv_retr", "(d) private memory (USS) before QUIT, all processes, RETR 50 MB", "MB", Lower, Target::None, false),
     row("e_wall", "(e) apoppasswd --batch, 10k accounts, wall", "s", Lower, Below(2.0), true),
     row("e_rss", "(e) apoppasswd --batch, 10k accounts, peak RSS", "MB", Lower, Target::None, false),
     row("s_plain_1", "(s) AUTH PLAIN (initial response)+STAT+QUIT, c=1", "sessions/s", Higher, Target::None, true),
@@ -140,6 +145,8 @@ const ROWS: &[Row] = &[
     row("t_rss_small", "(t) peak RSS, all processes serving the connection, 1k msgs session under TLS", "MB", Lower, RatioAtMost(0.5), false),
     row("t_rss_retr", "(t) peak RSS, all processes serving the connection, RETR 50 MB under TLS", "MB", Lower, RatioAtMost(0.5), false),
     row("t_anon_small", "(t) RssAnon before QUIT, all processes, 1k msgs session under TLS", "MB", Lower, Target::None, false),
+    row("t_priv_small", "(t) private memory (USS) before QUIT, all processes, 1k msgs session under TLS", "MB", Lower, Target::None, false),
+    row("t_priv_retr", "(t) private memory (USS) before QUIT, all processes, RETR 50 MB under TLS", "MB", Lower, Target::None, false),
     row("t_anon_retr", "(t) RssAnon before QUIT, all processes, RETR 50 MB under TLS", "MB", Lower, Target::None, false),
 ];
 
@@ -1019,6 +1026,9 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
         if let Some((hwm, _)) = small.all_kib {
             w.results.add("d_all_small", col, hwm as f64 / 1024.0);
         }
+        if let Some(private) = small.private_kib {
+            w.results.add("d_priv_small", col, private as f64 / 1024.0);
+        }
         eprintln!(
             "bench:   {}: big Maildir: first in new/ {:.0} ms, first {:.0} ms, second {:.0} ms; small: {:.1} ms",
             stats::SERVERS[col],
@@ -1079,6 +1089,9 @@ fn measure_site(w: &mut World, site: &Site) -> Result<()> {
             w.results.add("d_rss_retr", col, hwm as f64 / 1024.0);
             w.results.add("d_anon_retr", col, anon as f64 / 1024.0);
         }
+        if let Some(private) = s.private_kib {
+            w.results.add("d_priv_retr", col, private as f64 / 1024.0);
+        }
         if let Some((hwm, _)) = s.all_kib {
             w.results.add("d_all_retr", col, hwm as f64 / 1024.0);
             note_once(
@@ -1138,13 +1151,16 @@ fn measure_tls(w: &mut World, col: usize, tls: &TlsServer) -> Result<()> {
     w.results.add_cpu("t_retr", col, retr.client_cpu, retr.wall);
     let share = retr.client_rusage.as_secs_f64() / retr.wall.as_secs_f64();
     w.results.add("t_retr_client", col, share * 100.0);
-    for (rss_key, anon_key, s) in [
-        ("t_rss_small", "t_anon_small", &small),
-        ("t_rss_retr", "t_anon_retr", &retr),
+    for (rss_key, anon_key, private_key, s) in [
+        ("t_rss_small", "t_anon_small", "t_priv_small", &small),
+        ("t_rss_retr", "t_anon_retr", "t_priv_retr", &retr),
     ] {
         if let Some((hwm, anon)) = s.all_kib {
             w.results.add(rss_key, col, hwm as f64 / 1024.0);
             w.results.add(anon_key, col, anon as f64 / 1024.0);
+        }
+        if let Some(private) = s.private_kib {
+            w.results.add(private_key, col, private as f64 / 1024.0);
         }
     }
     note_once(
@@ -1202,6 +1218,9 @@ struct Session {
     all_kib: Option<(u64, u64)>,
     /// Those processes' names, main one first.
     procs: Vec<String>,
+    /// Their private (unshared) resident memory summed, before QUIT: smaps_rollup's
+    /// Private_Clean + Private_Dirty.
+    private_kib: Option<u64>,
     server_cpu: Option<f64>,
 }
 
@@ -1211,6 +1230,7 @@ struct Probe {
     rss_kib: Option<(u64, u64)>,
     all_kib: Option<(u64, u64)>,
     procs: Vec<String>,
+    private_kib: Option<u64>,
     server_cpu: Option<f64>,
     wall: Duration,
     cpu: Duration,
@@ -1223,6 +1243,7 @@ fn probe<E: Endpoint>(e: &E, c: &E::Client) -> Probe {
     let rss_kib = serving.main.and_then(servers::memory_kib);
     let server_cpu = serving.main.and_then(servers::cpu_seconds);
     let mut all_kib = None;
+    let mut private_kib = None;
     let mut procs = Vec::new();
     for (pid, comm) in &serving.all {
         if let Some((hwm, anon)) = servers::memory_kib(*pid) {
@@ -1230,11 +1251,15 @@ fn probe<E: Endpoint>(e: &E, c: &E::Client) -> Probe {
             all_kib = Some((h + hwm, a + anon));
             procs.push(comm.clone());
         }
+        if let Some(p) = servers::private_kib(*pid) {
+            private_kib = Some(private_kib.unwrap_or(0) + p);
+        }
     }
     Probe {
         rss_kib,
         all_kib,
         procs,
+        private_kib,
         server_cpu,
         wall: t.elapsed(),
         cpu: process_cpu().saturating_sub(c0),
@@ -1315,6 +1340,7 @@ fn list_session<E: Endpoint>(e: &E, user: &User, set: &Set) -> Result<Session> {
         client_rusage,
         rss_kib: p.rss_kib,
         all_kib: p.all_kib,
+        private_kib: p.private_kib,
         procs: p.procs,
         server_cpu: p.server_cpu,
     })
@@ -1358,6 +1384,7 @@ fn retr_session<E: Endpoint>(e: &E, user: &User, set: &Set, wire: &[u8]) -> Resu
         client_rusage,
         rss_kib: p.rss_kib,
         all_kib: p.all_kib,
+        private_kib: p.private_kib,
         procs: p.procs,
         server_cpu: p.server_cpu,
     })

@@ -199,12 +199,24 @@ fn children(parent: u32) -> Vec<ProcStat> {
 /// Peak resident set (VmHWM) and current anonymous resident set (RssAnon: the process's own
 /// heap and stack, not the shared library and binary pages VmHWM also counts) of `pid`, KiB.
 pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    keep_smaps(pid);
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = text.lines().find(|l| l.starts_with(name))?;
         line.split_ascii_whitespace().nth(1)?.parse().ok()
     };
     Some((field("VmHWM:")?, field("RssAnon:")?))
+}
+
+/// Private (unshared) resident memory of `pid` in KiB: smaps_rollup's Private_Clean +
+/// Private_Dirty, what the process costs beyond the pages it shares with every other.
+pub fn private_kib(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line.split_ascii_whitespace().nth(1)?.parse().ok()
+    };
+    Some(field("Private_Clean:")? + field("Private_Dirty:")?)
 }
 
 /// CPU time of `pid` (its main thread; both servers are single-threaded) so far, in
@@ -222,4 +234,22 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     // utime = field 14, stime = 15 -> rest[11], rest[12]; /proc counts USER_HZ = 100.
     let ticks: u64 = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
+}
+
+/// With BENCH_SMAPS=DIR, a copy of /proc/PID/smaps (one file per process and look) in DIR:
+/// where a serving process's resident pages are, mapping by mapping, for the profile.
+fn keep_smaps(pid: u32) {
+    let Some(dir) = std::env::var_os("BENCH_SMAPS") else {
+        return;
+    };
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let to = std::path::Path::new(&dir).join(format!("{}-{pid}-{stamp}.smaps", comm.trim()));
+    if let Err(e) =
+        fs::create_dir_all(&dir).and_then(|()| fs::copy(format!("/proc/{pid}/smaps"), &to))
+    {
+        eprintln!("bench: BENCH_SMAPS: {}: {e}", to.display());
+    }
 }
