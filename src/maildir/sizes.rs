@@ -38,15 +38,22 @@ const MAX_CACHE_LEN: u64 = 256 << 20;
 /// Counts the wire size of a message (see the module comment) and its file size.
 #[cfg(test)]
 pub fn measure(r: impl Read) -> io::Result<(u64, u64)> {
-    measure_with(r, &mut vec![0u8; CHUNK])
+    measure_with(r, &mut vec![0u8; CHUNK], None)
 }
 
 /// [`measure`] reading through `buf`: a first session measures every message, and zeroing a
-/// fresh 64 KiB buffer for each (a 6 KB message, typically) cost as much as reading it.
-pub(super) fn measure_with(mut r: impl Read, buf: &mut [u8]) -> io::Result<(u64, u64)> {
+/// fresh 64 KiB buffer for each (a 6 KB message, typically) cost as much as reading it. With
+/// `len_hint` (the length fstat gave), the read that would only say end-of-file is not made
+/// once that many octets are in: a delivered message is never written again (the Maildir
+/// rule), and one that were would differ from its size whenever it changed anyway.
+pub(super) fn measure_with(
+    mut r: impl Read,
+    buf: &mut [u8],
+    len_hint: Option<u64>,
+) -> io::Result<(u64, u64)> {
     let (mut len, mut bare_lf) = (0u64, 0u64);
     let mut prev = b'\n';
-    loop {
+    while len_hint.is_none_or(|h| len < h) {
         let n = match r.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -167,8 +174,8 @@ pub(super) fn fill_sizes(
             continue;
         }
         let measured = cur
-            .open_regular(listing.name(&listing.entries[i]))
-            .and_then(|f| measure_with(f, &mut buf));
+            .open_regular_len(listing.name(&listing.entries[i]))
+            .and_then(|(f, len)| measure_with(f, &mut buf, Some(len)));
         listing.entries[i].size = match measured {
             Ok((_, wire)) => {
                 report.measured += 1;

@@ -527,3 +527,32 @@ fn digest_uidls_are_not_recorded() {
     let cache = std::fs::read_to_string(d.join(SIZE_CACHE)).unwrap();
     assert_eq!(cache, format!("apoptools-sizes 3\n3 {odd}\n"));
 }
+
+/// With the length fstat gave, measuring makes no read that would only say end-of-file, and
+/// counts the same.
+#[test]
+fn measuring_with_the_files_length_stops_there() {
+    struct Counted<'a>(&'a [u8], usize);
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 += 1;
+            let n = self.0.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let text = b"a\nb\r\n.c\n\nd";
+    let mut buf = vec![0u8; 4];
+    let mut r = Counted(text, 0);
+    let hinted = measure_with(&mut r, &mut buf, Some(text.len() as u64)).unwrap();
+    assert_eq!(r.1, text.len().div_ceil(4));
+    let mut r = Counted(text, 0);
+    let plain = measure_with(&mut r, &mut buf, None).unwrap();
+    assert_eq!(r.1, text.len().div_ceil(4) + 1);
+    assert_eq!(hinted, plain);
+    assert_eq!(plain, measure(Cursor::new(text)).unwrap());
+    let mut r = Counted(b"", 0);
+    assert_eq!(measure_with(&mut r, &mut buf, Some(0)).unwrap(), (0, 0));
+    assert_eq!(r.1, 0);
+}

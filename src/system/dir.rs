@@ -40,16 +40,22 @@ impl Dir {
 
     /// Opens the regular file `name` for reading (see the module comment).
     pub fn open_regular(&self, name: &OsStr) -> io::Result<File> {
+        Ok(self.open_regular_len(name)?.0)
+    }
+
+    /// [`Dir::open_regular`], with the file's length from the same fstat.
+    pub fn open_regular_len(&self, name: &OsStr) -> io::Result<(File, u64)> {
         let name = entry(name)?;
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
         let fd = nix::fcntl::openat(Some(self.fd.as_raw_fd()), name, flags, Mode::empty())?;
         // SAFETY: `openat` just returned `fd`, a new descriptor that nothing else owns or will
         // close; the File takes sole ownership and closes it once.
         let file = unsafe { File::from_raw_fd(fd) };
-        if !file.metadata()?.is_file() {
+        let meta = file.metadata()?;
+        if !meta.is_file() {
             return Err(io::ErrorKind::NotFound.into());
         }
-        Ok(file)
+        Ok((file, meta.len()))
     }
 
     /// Makes `to` in `dest` a new link to the file `name` here (a symbolic link itself, not
