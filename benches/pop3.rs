@@ -20,8 +20,10 @@
 //!   (VmHWM counts the shared library pages too, the same in every process).
 //!   Also the peak RSS summed over every process serving the connection (ipop3d's front has
 //!   exited after a plain login; Dovecot's pop3-login too), for the 1k session and RETR, and
-//!   those processes' private memory (USS: smaps_rollup's Private_Clean + Private_Dirty)
-//!   before QUIT, what a connection costs beyond the library and program pages all share.
+//!   those processes' private written memory before QUIT (smaps_rollup's Private_Dirty: heap,
+//!   stack, written data pages), what each further connection costs. Not USS: with one
+//!   connection at a time, the program's text is mapped by one process only and counts as
+//!   private (Private_Clean), though a second connection would share it.
 //! - e: wall time and peak RSS (wait4) of `apoppasswd --batch` setting 10,000 accounts' secrets
 //!   (fresh homes each run; root only). Run first, while the bench process is small.
 //! - t: TLS (root only), each server with one throwaway CA and ECDSA P-256 leaf made here with
@@ -124,8 +126,8 @@ const ROWS: &[Row] = &[
     row("d_anon_retr", "(d) RssAnon before QUIT, RETR 50 MB", "MB", Lower, Target::None, false),
     row("d_all_small", "(d) peak RSS, all processes serving the connection, 1k msgs session", "MB", Lower, RatioAtMost(0.5), false),
     row("d_all_retr", "(d) peak RSS, all processes serving the connection, RETR 50 MB", "MB", Lower, RatioAtMost(0.5), false),
-    row("d_priv_small", "(d) private memory (USS) before QUIT, all processes, 1k msgs session", "MB", Lower, Target::None, false),
-    row("d_priv_retr", "(d) private memory (USS) before QUIT, all processes, RETR 50 MB", "MB", Lower, Target::None, false),
+    row("d_priv_small", "(d) private written memory (Private_Dirty) before QUIT, all processes, 1k msgs session", "MB", Lower, Target::None, false),
+    row("d_priv_retr", "(d) private written memory (Private_Dirty) before QUIT, all processes, RETR 50 MB", "MB", Lower, Target::None, false),
     row("e_wall", "(e) apoppasswd --batch, 10k accounts, wall", "s", Lower, Below(2.0), true),
     row("e_rss", "(e) apoppasswd --batch, 10k accounts, peak RSS", "MB", Lower, Target::None, false),
     row("s_plain_1", "(s) AUTH PLAIN (initial response)+STAT+QUIT, c=1", "sessions/s", Higher, Target::None, true),
@@ -145,8 +147,8 @@ const ROWS: &[Row] = &[
     row("t_rss_small", "(t) peak RSS, all processes serving the connection, 1k msgs session under TLS", "MB", Lower, RatioAtMost(0.5), false),
     row("t_rss_retr", "(t) peak RSS, all processes serving the connection, RETR 50 MB under TLS", "MB", Lower, RatioAtMost(0.5), false),
     row("t_anon_small", "(t) RssAnon before QUIT, all processes, 1k msgs session under TLS", "MB", Lower, Target::None, false),
-    row("t_priv_small", "(t) private memory (USS) before QUIT, all processes, 1k msgs session under TLS", "MB", Lower, Target::None, false),
-    row("t_priv_retr", "(t) private memory (USS) before QUIT, all processes, RETR 50 MB under TLS", "MB", Lower, Target::None, false),
+    row("t_priv_small", "(t) private written memory (Private_Dirty) before QUIT, all processes, 1k msgs session under TLS", "MB", Lower, Target::None, false),
+    row("t_priv_retr", "(t) private written memory (Private_Dirty) before QUIT, all processes, RETR 50 MB under TLS", "MB", Lower, Target::None, false),
     row("t_anon_retr", "(t) RssAnon before QUIT, all processes, RETR 50 MB under TLS", "MB", Lower, Target::None, false),
 ];
 
@@ -1218,8 +1220,7 @@ struct Session {
     all_kib: Option<(u64, u64)>,
     /// Those processes' names, main one first.
     procs: Vec<String>,
-    /// Their private (unshared) resident memory summed, before QUIT: smaps_rollup's
-    /// Private_Clean + Private_Dirty.
+    /// Their private written memory summed, before QUIT: smaps_rollup's Private_Dirty.
     private_kib: Option<u64>,
     server_cpu: Option<f64>,
 }

@@ -208,15 +208,17 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmHWM:")?, field("RssAnon:")?))
 }
 
-/// Private (unshared) resident memory of `pid` in KiB: smaps_rollup's Private_Clean +
-/// Private_Dirty, what the process costs beyond the pages it shares with every other.
+/// Private written memory of `pid` in KiB: smaps_rollup's Private_Dirty (heap, stack, the
+/// data pages it wrote), what no other process can share. Not Private_Clean: a program file
+/// mapped by one process only (one connection at a time) counts there, though the next
+/// process running it would share those pages.
 pub fn private_kib(pid: u32) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = text.lines().find(|l| l.starts_with(name))?;
         line.split_ascii_whitespace().nth(1)?.parse().ok()
     };
-    Some(field("Private_Clean:")? + field("Private_Dirty:")?)
+    field("Private_Dirty:")
 }
 
 /// CPU time of `pid` (its main thread; both servers are single-threaded) so far, in
