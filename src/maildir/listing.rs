@@ -195,25 +195,49 @@ impl Listing {
         entries.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| name(a).cmp(name(b))));
     }
 
-    /// Calls `group` with the indexes of every set of two or more entries sharing one UIDL.
-    /// One sort of the indexes (4 bytes an entry), no hash table of every UIDL.
-    pub(super) fn each_shared_uid(&self, mut group: impl FnMut(&[u32])) {
+    /// The indexes of every set of two or more entries sharing one UIDL (usually none). When
+    /// every UIDL is its name's whole base (ipop3d's and qmail's names), equal UIDLs are
+    /// equal bases, side by side once the entries are in base order, where the size cache's
+    /// merge wants them anyway: one pass, no sort of its own. Otherwise (`,S=` fields, digests,
+    /// kept UIDLs) one sort of the indexes (4 bytes an entry). Never a hash table of every
+    /// UIDL.
+    pub(super) fn shared_uids(&mut self) -> Vec<Vec<u32>> {
+        if self
+            .entries
+            .iter()
+            .all(|e| e.uid & TEXT == 0 && e.uid == e.base)
+        {
+            self.sort_by_base();
+            return self.runs((0..self.entries.len() as u32).collect(), |l, e| l.base(e));
+        }
         let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
         let uid = |i: u32| self.uid_bytes(&self.entries[i as usize]);
         order.sort_unstable_by(|&a, &b| uid(a).cmp(uid(b)));
+        self.runs(order, Listing::uid_bytes)
+    }
+
+    /// The runs of two or more indexes in `order` whose entries have equal `key`s.
+    fn runs(
+        &self,
+        order: Vec<u32>,
+        key: impl for<'a> Fn(&'a Listing, &Entry) -> &'a [u8],
+    ) -> Vec<Vec<u32>> {
+        let key = |i: u32| key(self, &self.entries[i as usize]);
+        let mut groups = Vec::new();
         let mut start = 0;
         while start < order.len() {
-            let first = uid(order[start]);
+            let first = key(order[start]);
             let end = start
                 + order[start..]
                     .iter()
-                    .take_while(|&&i| uid(i) == first)
+                    .take_while(|&&i| key(i) == first)
                     .count();
             if end - start > 1 {
-                group(&order[start..end]);
+                groups.push(order[start..end].to_vec());
             }
             start = end;
         }
+        groups
     }
 }
 
@@ -269,14 +293,68 @@ mod tests {
         for n in ["b:2,", "a:2,", "b,S=3:2,S", "c", "a", "b:2,T"] {
             l.push(n.as_bytes()).unwrap();
         }
-        let mut groups = Vec::new();
-        l.each_shared_uid(|g| {
-            let mut g = g.to_vec();
-            g.sort_unstable();
-            groups.push(g);
-        });
-        groups.sort();
-        assert_eq!(groups, vec![vec![0, 2, 5], vec![1, 4]]);
+        let names = |l: &Listing, groups: Vec<Vec<u32>>| {
+            let mut named: Vec<Vec<String>> = groups
+                .into_iter()
+                .map(|g| {
+                    let mut g: Vec<String> = g
+                        .iter()
+                        .map(|&i| l.name(&l.entries[i as usize]).to_string_lossy().into())
+                        .collect();
+                    g.sort();
+                    g
+                })
+                .collect();
+            named.sort();
+            named
+        };
+        let groups = l.shared_uids();
+        assert_eq!(
+            names(&l, groups),
+            vec![vec!["a", "a:2,"], vec!["b,S=3:2,S", "b:2,", "b:2,T"]]
+        );
+    }
+
+    /// The one-pass way (every UIDL its whole base) finds what the sort finds.
+    #[test]
+    fn both_ways_find_the_same_groups() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for _ in 0..50 {
+            let mut plain = Listing::default();
+            for _ in 0..200 {
+                let name = format!(
+                    "17{:03}.q{}:2,{}",
+                    next() % 40,
+                    next() % 3,
+                    ["", "S", "T"][next() % 3]
+                );
+                plain.push(name.as_bytes()).unwrap();
+            }
+            let uids = |l: &Listing, groups: Vec<Vec<u32>>| {
+                let mut u: Vec<(String, usize)> = groups
+                    .iter()
+                    .map(|g| (l.uid(&l.entries[g[0] as usize]).to_string(), g.len()))
+                    .collect();
+                u.sort();
+                u
+            };
+            // The same names with one that forces the sort (a size field: not its base).
+            let mut sorted = Listing::default();
+            for e in &plain.entries {
+                sorted.push(plain.name(e).as_encoded_bytes()).unwrap();
+            }
+            sorted.push(b"zz,S=1:2,").unwrap();
+            let fast = plain.shared_uids();
+            let slow = sorted.shared_uids();
+            assert!(plain.entries.iter().all(|e| e.uid == e.base));
+            assert_eq!(uids(&plain, fast), uids(&sorted, slow));
+        }
     }
 
     #[test]

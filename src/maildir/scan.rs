@@ -70,9 +70,7 @@ pub(super) fn separate_duplicates(
     cur: &Path,
     listing: &mut Listing,
 ) -> std::result::Result<(), TooLarge> {
-    // The usual case, no collision, costs one sort of the indexes.
-    let mut groups: Vec<Vec<u32>> = Vec::new();
-    listing.each_shared_uid(|g| groups.push(g.to_vec()));
+    let groups = listing.shared_uids();
     let mut drop = Vec::new();
     for g in groups {
         let mut group: Vec<(i64, i64, u64, usize)> = g

@@ -237,15 +237,13 @@ pub(super) fn keep_unique(listing: &mut Listing) -> Result<usize, TooLarge> {
         if !listing.entries.iter().any(|e| listing.is_kept(e)) {
             return Ok(reverted);
         }
-        let mut colliding = Vec::new();
-        listing.each_shared_uid(|group| {
-            colliding.extend(
-                group
-                    .iter()
-                    .map(|&i| i as usize)
-                    .filter(|&i| listing.is_kept(&listing.entries[i])),
-            );
-        });
+        let colliding: Vec<usize> = listing
+            .shared_uids()
+            .iter()
+            .flatten()
+            .map(|&i| i as usize)
+            .filter(|&i| listing.is_kept(&listing.entries[i]))
+            .collect();
         if colliding.is_empty() {
             return Ok(reverted);
         }
