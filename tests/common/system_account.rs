@@ -4,8 +4,8 @@
 //! the lock, so the tests of one process take turns with them.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
@@ -31,21 +31,24 @@ fn sbin(program: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{program} is not installed (Debian's passwd package)"))
 }
 
-fn run_tool(program: &str, args: &[&str], stdin: &str) {
-    let mut child = Command::new(sbin(program))
+/// Runs `program` with `args`, `stdin` written to it and closed; what it printed and how it
+/// ended.
+pub fn run_with_input(program: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn run_tool(program: &str, args: &[&str], stdin: &str) {
+    let out = run_with_input(&sbin(program), args, stdin);
     assert!(
         out.status.success(),
         "{program} {args:?}: {}",

@@ -11,6 +11,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -618,19 +619,9 @@ fn newpass_that_is_the_login_password_is_refused_root() {
     if !crate::harness::need_root("newpass_that_is_the_login_password_is_refused_root") {
         return;
     }
-    fn run(program: &str, args: &[&str], stdin: &str) -> std::process::Output {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.as_bytes()).unwrap();
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
+    let run = |program: &str, args: &[&str], stdin: &str| {
+        crate::system_account::run_with_input(Path::new(program), args, stdin)
+    };
     let account = crate::system_account::SystemAccount::new("apoplpd");
     let (name, login, home) = (
         account.name.clone(),
