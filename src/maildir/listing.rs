@@ -103,17 +103,17 @@ impl Listing {
         uid_is_name(unique) || names::uidl(unique).as_bytes() != self.uid_bytes(e)
     }
 
-    /// Gives entry `i` the UIDL `text` (1-70 characters of 0x21-0x7E; anything else is not
-    /// taken).
-    pub(super) fn set_uid(&mut self, i: usize, text: &str) -> Result<(), TooLarge> {
-        if !uid_is_name(text.as_bytes()) {
-            return Ok(());
+    /// Gives entry `i` the UIDL `text` if it is one RFC 1939 allows (1-70 characters of
+    /// 0x21-0x7E); whether it was taken. The one check of every recorded or imported UIDL.
+    pub(super) fn set_uid(&mut self, i: usize, text: &[u8]) -> Result<bool, TooLarge> {
+        if !uid_is_name(text) {
+            return Ok(false);
         }
         let mut e = self.entries[i];
-        e.at = self.store_again(&e, text.as_bytes())?;
+        e.at = self.store_again(&e, text)?;
         e.uid = TEXT | text.len() as u8;
         self.entries[i] = e;
-        Ok(())
+        Ok(true)
     }
 
     /// Gives entry `i` back the UIDL its name gives.
@@ -265,12 +265,12 @@ mod tests {
         assert_eq!(e[0].key, 1_700_000_000);
         assert!(!l.is_kept(&e[0]) && !l.is_kept(&e[2]));
 
-        l.set_uid(0, "UID7-99").unwrap();
+        assert!(l.set_uid(0, b"UID7-99").unwrap());
         assert_eq!(l.uid(&l.entries[0]), "UID7-99");
         assert!(l.is_kept(&l.entries[0]));
         assert_eq!(l.name(&l.entries[0]), "1700000000.1.h:2,S");
         // Not a UIDL RFC 1939 allows: not taken.
-        l.set_uid(1, "has space").unwrap();
+        assert!(!l.set_uid(1, b"has space").unwrap());
         assert_eq!(l.uid(&l.entries[1]), "1700000001.2.h");
 
         l.entries[0].deleted = true;
@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(l.name(&e0), "1700000000.1.h:2,ST");
         assert_eq!(l.uid(&e0), "1700000000.1.h");
         assert!(e0.deleted);
-        l.set_uid(0, "UID7-99").unwrap();
+        assert!(l.set_uid(0, b"UID7-99").unwrap());
         l.set_own_uid(0).unwrap();
         assert_eq!(l.uid(&l.entries[0]), "1700000000.1.h");
         // The others never moved.

@@ -284,22 +284,19 @@ impl Maildrop {
 }
 
 /// The UIDL `compat`'s server showed for a message new here, if any and if it differs from
-/// the message's own.
+/// the message's own (whether RFC 1939 allows it, [`Listing::set_uid`] decides).
 fn imported_uidl(
     compat: UidlCompat,
     old: Option<&OldUidls>,
     listing: &Listing,
     e: &Entry,
-) -> Option<Box<str>> {
+) -> Option<Box<[u8]>> {
     let uidl = match compat {
         UidlCompat::None => return None,
         UidlCompat::Qmail => import::qmail_uidl(listing.name(e).as_bytes())?,
         UidlCompat::Dovecot | UidlCompat::Courier => old?.get(listing.base(e))?.0,
     };
-    if !names::uid_is_name(uidl) || uidl == listing.uid(e).as_bytes() {
-        return None;
-    }
-    std::str::from_utf8(uidl).ok().map(Into::into)
+    (uidl != listing.uid(e).as_bytes()).then(|| uidl.into())
 }
 
 /// Numbers the messages: those the old server's list knows first, in its order; then the rest

@@ -23,7 +23,7 @@ use crate::system::dir::Dir;
 
 use super::listing::{Entry, Listing, TooLarge};
 use super::maildrop::{ScanReport, CHUNK};
-use super::names::{decimal, uid_is_name};
+use super::names::decimal;
 
 /// The size cache file in the Maildir.
 pub const SIZE_CACHE: &str = "apoptools-sizes";
@@ -92,7 +92,7 @@ const NOT_CACHED: u64 = u64::MAX - 1;
 
 /// A UIDL given to a message that has none recorded: the old server's (see
 /// [`super::import`]), or `None` for ours.
-pub(super) type Import<'a> = &'a dyn Fn(&Listing, &Entry) -> Option<Box<str>>;
+pub(super) type Import<'a> = &'a dyn Fn(&Listing, &Entry) -> Option<Box<[u8]>>;
 
 /// What the cache knows of the messages, found by one merge of two sorted lists.
 struct Known {
@@ -130,8 +130,9 @@ fn read_known(cache_path: &Path, listing: &mut Listing, import: Import) -> Resul
         if !found {
             listing.entries[i].size = NOT_CACHED;
             if let Some(uidl) = import(listing, &listing.entries[i]) {
-                listing.set_uid(i, &uidl)?;
-                imported += 1;
+                if listing.set_uid(i, &uidl)? {
+                    imported += 1;
+                }
             }
             continue;
         }
@@ -298,13 +299,10 @@ impl CacheReader {
         self.name_at.map(|at| &self.line[at..])
     }
 
-    /// The current entry's recorded UIDL, if it has one that RFC 1939 allows.
-    pub(super) fn uidl(&self) -> Option<&str> {
+    /// The current entry's recorded UIDL, if it has one ([`Listing::set_uid`] checks it).
+    pub(super) fn uidl(&self) -> Option<&[u8]> {
         let uidl = &self.line[self.uidl_at.clone()];
-        if !uid_is_name(uidl) {
-            return None;
-        }
-        std::str::from_utf8(uidl).ok()
+        (!uidl.is_empty()).then_some(uidl)
     }
 
     /// Moves to the next well-formed entry.
