@@ -114,12 +114,12 @@ impl Maildrop {
         let old = import::read_old(root, compat)?;
         let cur = root.join("cur");
         let new = root.join("new");
+        let cur_dir = Dir::open(&cur).map_err(|e| Error::io(&cur, e))?;
         let mut report = ScanReport {
-            moved: scan::move_new(&new, &cur)?,
+            moved: scan::move_new(&new, &cur, &cur_dir)?,
             ..ScanReport::default()
         };
         let mut listing = scan::list_cur(&cur)?;
-        let cur_dir = Dir::open(&cur).map_err(|e| Error::io(&cur, e))?;
         sizes::fill_sizes(
             &root.join(SIZE_CACHE),
             &cur_dir,

@@ -135,9 +135,8 @@ fn rename_apart(cur: &Path, name: &OsStr, ino: u64) -> Option<OsString> {
 /// Moves every message in `new/` to `cur/` (see [`cur_name`]); returns how many. Every name is
 /// resolved in its directory alone ([`Dir`]): a 100,000-message `new/` is 200,000 links and
 /// unlinks, and walking the whole path for each was a tenth of the move.
-pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
+pub(super) fn move_new(new: &Path, cur: &Path, cur_dir: &Dir) -> Result<usize> {
     let new_dir = Dir::open(new).map_err(|e| Error::io(new, e))?;
-    let cur_dir = Dir::open(cur).map_err(|e| Error::io(cur, e))?;
     let mut moved = 0;
     // Linked into cur/, to unlink from new/ once the links are durable.
     let mut linked = Vec::new();
@@ -157,7 +156,7 @@ pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
             continue;
         }
         let to = cur_name(name.as_bytes());
-        match new_dir.link_to(&name, &cur_dir, &to) {
+        match new_dir.link_to(&name, cur_dir, &to) {
             Ok(()) => linked.push(name),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // An earlier session linked it and died before the unlink: same file, so
@@ -183,13 +182,13 @@ pub(super) fn move_new(new: &Path, cur: &Path) -> Result<usize> {
         }
         moved += 1;
         if linked.len() >= MOVE_BATCH {
-            finish_moves(&cur_dir, &new_dir, &mut linked).map_err(|e| Error::io(cur, e))?;
+            finish_moves(cur_dir, &new_dir, &mut linked).map_err(|e| Error::io(cur, e))?;
         }
     }
     if renamed && linked.is_empty() {
         cur_dir.sync().map_err(|e| Error::io(cur, e))?;
     }
-    finish_moves(&cur_dir, &new_dir, &mut linked).map_err(|e| Error::io(cur, e))?;
+    finish_moves(cur_dir, &new_dir, &mut linked).map_err(|e| Error::io(cur, e))?;
     Ok(moved)
 }
 
